@@ -1,0 +1,31 @@
+"""Quickstart: meta-train a small MLP learned optimizer on digits MLPs with truncated ES (~10 min, 2 CPU cores).
+
+Run with ``python -m metatrain --config configs/quickstart.py``; override any value on the command
+line, e.g. ``--config.outer.steps=50``.
+"""
+
+from ml_collections import ConfigDict
+
+
+def get_config() -> ConfigDict:
+  config = ConfigDict()
+  config.name = "quickstart"  # The run directory is <workdir>/<name>.
+  config.seed = 0
+
+  # The meta-training task distribution: MLP classifiers on scikit-learn's bundled digits.
+  config.task = ConfigDict(dict(name="mlp_classifier", dataset="digits", hidden_sizes=(32,),
+                                batch_size=128))
+  # The learned optimizer: a small_fc_lopt-style per-parameter MLP.
+  config.lopt = ConfigDict(dict(name="mlp", hidden_size=32, num_hidden_layers=2))
+  # Antithetic truncated ES over a population of inner trainings of `horizon` steps.
+  config.estimator = ConfigDict(dict(name="truncated_es", population=16, unroll_length=20,
+                                     horizon=200, sigma=0.01, loss_clip=10.0))
+  # The meta-optimizer: Adam on theta, with the meta-gradient clipped by global norm.
+  config.outer = ConfigDict(dict(steps=1000, learning_rate=3e-3, max_grad_norm=1.0))
+  config.checkpoint_every = 50
+
+  # Evaluation on held-out task seeds against Adam tuned on a log grid of learning rates.
+  config.eval = ConfigDict(dict(num_seeds=8, adam_learning_rates=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2,
+                                                                   3e-2, 1e-1)))
+  config.wandb = ConfigDict(dict(enabled=True, project="learned-optimizers"))
+  return config

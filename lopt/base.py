@@ -1,0 +1,37 @@
+"""The interface every learned optimizer implements.
+
+A learned optimizer (LO) is a pair of pure functions of arrays, parametrised by meta-parameters
+``theta``, in the spirit of an optax ``GradientTransformation``:
+
+    opt_state            = lopt.init(theta, params, num_steps)
+    (updates, opt_state) = lopt.update(theta, opt_state, grads, params, loss)
+
+``updates`` are *added* to the parameters (``optax.apply_updates``), as in optax. The LO object holds
+static configuration only (sizes, decays, constants): every array lives in ``theta`` or ``opt_state``,
+so the whole inner training can be ``jit``-ed, ``vmap``-ed over a population and sharded.
+"""
+
+from typing import Any, Protocol, runtime_checkable
+
+import jax
+
+Params = Any
+MetaParams = Any
+OptState = Any
+
+
+@runtime_checkable
+class LearnedOptimizer(Protocol):
+  """A parametrised update rule; see the module docstring for the contract."""
+
+  name: str
+
+  def init_meta_params(self, key: jax.Array) -> MetaParams:
+    """Returns meta-parameters ``theta`` for this architecture."""
+
+  def init(self, theta: MetaParams, params: Params, num_steps: int) -> OptState:
+    """Returns the optimizer state for ``params`` for a training of ``num_steps`` steps."""
+
+  def update(self, theta: MetaParams, opt_state: OptState, grads: Params, params: Params,
+             loss: jax.Array | float | None = None) -> tuple[Params, OptState]:
+    """Returns the additive ``updates`` for ``params`` and the next state."""

@@ -1,0 +1,1 @@
+"""Meta-training of learned optimizers: unrolls, gradient estimators, the outer loop, evaluation."""

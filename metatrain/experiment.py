@@ -1,0 +1,118 @@
+"""One experiment, end to end: meta-train, save the optimizer, reload it from disk, evaluate, report.
+
+The run directory ``<workdir>/<config.name>`` holds ``config.json``, ``metrics.jsonl``, orbax
+``checkpoints/``, the saved ``optimizer/``, ``results.json``, ``report.md`` and PNG plots. Starting
+the same command again resumes from the last checkpoint; a run directory that holds a different
+config is refused unless the caller asks to resume it with the new config or to overwrite it.
+"""
+
+import json
+import platform
+import shutil
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from ml_collections import ConfigDict
+
+import lopt
+from metatrain import evaluate, report
+from metatrain.config import ConfigError, build_lopt, build_task_family
+from metatrain.metrics_log import read_metrics
+from metatrain.train import meta_train
+
+CONFIG_FILE = "config.json"
+OPTIMIZER_DIR = "optimizer"
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(_flatten(value, f"{prefix}{key}."))
+    else:
+      flat[f"{prefix}{key}"] = value
+  return flat
+
+
+def config_as_json(config: ConfigDict) -> dict[str, Any]:
+  """The config as plain JSON values (tuples become lists), as written to ``config.json``."""
+  return json.loads(json.dumps(config.to_dict()))
+
+
+def prepare_run_dir(run_dir: Path, config: ConfigDict, resume: bool, overwrite: bool) -> None:
+  """Creates ``run_dir`` or checks that it holds this config; see the module docstring."""
+  wanted = config_as_json(config)
+  config_path = run_dir / CONFIG_FILE
+  if config_path.exists() and not overwrite:
+    held = json.loads(config_path.read_text())
+    if held != wanted and not resume:
+      old, new = _flatten(held), _flatten(wanted)
+      differing = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+      raise ConfigError(f"the run directory '{run_dir}' holds a run with a different config "
+                        f"(differs in {differing}); pass --resume to continue it with this config "
+                        "or --overwrite to start it again")
+  elif run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
+    raise ConfigError(f"'{run_dir}' exists and is not a run directory (no {CONFIG_FILE}); choose "
+                      "another config.name or --workdir, or pass --overwrite to replace it")
+  if overwrite and run_dir.exists():
+    shutil.rmtree(run_dir)
+  run_dir.mkdir(parents=True, exist_ok=True)
+  staging = config_path.with_suffix(".tmp")
+  staging.write_text(json.dumps(wanted, indent=2, sort_keys=True))
+  staging.replace(config_path)
+
+
+def run(config: ConfigDict, workdir: str, resume: bool = False, overwrite: bool = False,
+        show_progress: bool = True) -> dict[str, Any]:
+  """Runs the whole experiment (config already validated); returns the evaluation results."""
+  run_dir = Path(workdir) / config.name
+  prepare_run_dir(run_dir, config, resume, overwrite)
+  state = meta_train(config, run_dir, show_progress)
+
+  horizon = config.estimator.horizon
+  metadata = {"num_steps": horizon, "config": config_as_json(config),
+              "outer_steps": int(state["step"]),
+              "meta_training_seconds": float(state["seconds"]),
+              "machine": f"{platform.machine()} {platform.processor()}".strip(),
+              "devices": [str(d) for d in jax.devices()]}
+  lopt.save(run_dir / OPTIMIZER_DIR, build_lopt(config), state["theta"], metadata)
+  learned = lopt.load(run_dir / OPTIMIZER_DIR)  # From disk, through the public API.
+
+  family = build_task_family(config)
+  keys = evaluate.eval_keys(config.seed, config.eval.num_seeds)
+  learned_runs = evaluate.train_population(family, learned, keys, horizon)
+  adam = evaluate.tune_adam(family, keys, horizon, tuple(config.eval.adam_learning_rates))
+  adam_name = f"Adam, lr={adam['best_learning_rate']:g} (tuned)"
+  summary = {"learned optimizer": evaluate.summarize(learned_runs),
+             adam_name: evaluate.summarize(adam["best"])}
+
+  metrics = read_metrics(run_dir)
+  first, last = report.meta_loss_change(metrics)
+  report.plot_meta_training(metrics, run_dir / "meta_training.png")
+  report.plot_inner_curves({"learned optimizer": learned_runs["losses"],
+                            adam_name: adam["best"]["losses"]}, run_dir / "inner_curves.png")
+  results = {"summary": summary, "meta_loss_first_tenth": first, "meta_loss_last_tenth": last,
+             "adam_grid": {"learning_rates": adam["learning_rates"],
+                           "mean_final_train_loss": adam["mean_final_train_loss"]},
+             "num_eval_tasks": config.eval.num_seeds, "inner_steps": horizon,
+             "meta_training_seconds": metadata["meta_training_seconds"]}
+  (run_dir / "results.json").write_text(json.dumps(results, indent=2))
+  table = report.results_table(summary)
+  grid = " | ".join(f"{lr:g}: {loss:.4f}" for lr, loss in
+                    zip(adam["learning_rates"], adam["mean_final_train_loss"]))
+  text = (f"# Run `{config.name}`\n\n"
+          f"Meta-trained a `{config.lopt.name}` learned optimizer for {metadata['outer_steps']} outer "
+          f"steps ({metadata['meta_training_seconds']:.0f} s of meta-training on "
+          f"{metadata['machine'] or 'this machine'}) with {config.estimator.name}, population "
+          f"{config.estimator.population}, unrolls of {config.estimator.unroll_length} steps, "
+          f"inner horizon {horizon}, on `{config.task.name}` tasks.\n\n"
+          f"Meta-loss (mean training loss over an unroll, over the population): {first:.4f} over "
+          f"the first tenth of meta-training, {last:.4f} over the last tenth.\n\n"
+          f"## Held-out tasks ({config.eval.num_seeds} seeds, {horizon} inner steps; mean ± std)\n\n"
+          f"{table}\n\nAdam learning-rate grid, mean final training loss: {grid}\n\n"
+          "![meta-training](meta_training.png)\n![inner loss curves](inner_curves.png)\n")
+  (run_dir / "report.md").write_text(text)
+  print(f"\n{table}\n\nreport: {run_dir / 'report.md'}")
+  return results

@@ -1,0 +1,63 @@
+"""Inner training: a task trained by an optax transformation, one truncated unroll at a time.
+
+An ``InnerState`` is one task's training in progress. ``unroll`` advances it ``num_steps`` steps
+with ``lax.scan``; everything is a pure function of arrays, so a population of inner states is a
+leading axis that ``vmap`` maps. Meta-training passes a learned optimizer exported with
+``lopt.as_optax`` (so meta-training trains exactly what users get); evaluation passes any optax
+transformation. Inner trainings last ``horizon`` steps; ``reset_finished`` starts a new task (new
+task draw, initialisation and batch order) for those that reached it.
+"""
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from tasks import TaskFamily
+
+
+class InnerState(NamedTuple):
+  """One inner training: parameters, optimizer state, step, the task's arrays and batch-order key."""
+  params: Any
+  opt_state: Any
+  step: jax.Array
+  task_params: Any
+  data_key: jax.Array
+
+
+def init_inner_state(family: TaskFamily, tx: optax.GradientTransformation,
+                     key: jax.Array) -> InnerState:
+  """Draws a task from ``family`` and starts its training with ``tx`` at step 0."""
+  task_key, init_key, data_key = jax.random.split(key, 3)
+  task_params = family.sample(task_key)
+  params = family.task(task_params).init(init_key)
+  return InnerState(params=params, opt_state=tx.init(params), step=jnp.zeros((), jnp.int32),
+                    task_params=task_params, data_key=data_key)
+
+
+def reset_finished(family: TaskFamily, tx: optax.GradientTransformation, state: InnerState,
+                   key: jax.Array, horizon: int) -> InnerState:
+  """Replaces ``state`` by a new inner training if it has reached ``horizon`` steps."""
+  fresh = init_inner_state(family, tx, key)
+  finished = state.step >= horizon
+  return jax.tree.map(lambda new, old: jnp.where(finished, new, old), fresh, state)
+
+
+def unroll(family: TaskFamily, tx: optax.GradientTransformationExtraArgs, state: InnerState,
+           num_steps: int) -> tuple[InnerState, jax.Array]:
+  """Trains ``num_steps`` steps with ``tx``; returns the new state and the losses.
+
+  ``losses[t]`` is the training loss of the batch of step ``t``, measured before that step's update;
+  the loss reaches ``tx`` through ``value=``.
+  """
+  task = family.task(state.task_params)
+
+  def train_step(state: InnerState, _):
+    batch = task.batch(jax.random.fold_in(state.data_key, state.step), "train")
+    loss, grads = jax.value_and_grad(task.loss)(state.params, batch)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params, value=loss)
+    params = optax.apply_updates(state.params, updates)
+    return state._replace(params=params, opt_state=opt_state, step=state.step + 1), loss
+
+  return jax.lax.scan(train_step, state, length=num_steps)
