@@ -49,14 +49,14 @@ def plot_meta_training(metrics: list[dict[str, Any]], path: Path) -> None:
 
 
 def plot_inner_curves(curves: dict[str, np.ndarray], path: Path) -> None:
-  """Mean and standard deviation over tasks of the training loss per inner step."""
+  """Median and interquartile range over tasks of the training loss per inner step."""
   fig, ax = plt.subplots(figsize=(6, 4))
   for name, losses in curves.items():
-    mean, std = losses.mean(axis=0), losses.std(axis=0)
-    steps = np.arange(len(mean))
-    ax.plot(steps, mean, label=name)
-    ax.fill_between(steps, np.maximum(mean - std, 1e-6), mean + std, alpha=0.2)
-  ax.set(xlabel="inner step", ylabel="training loss (batch)", yscale="log",
+    low, median, high = np.percentile(losses, [25, 50, 75], axis=0)
+    steps = np.arange(len(median))
+    ax.plot(steps, median, label=name)
+    ax.fill_between(steps, low, high, alpha=0.2)
+  ax.set(xlabel="inner step", ylabel="training loss (batch), median and IQR", yscale="log",
          title="Held-out tasks: learned optimizer vs tuned Adam")
   ax.legend()
   fig.tight_layout()

@@ -1,0 +1,31 @@
+"""Shared test helpers: a tiny meta-training config that runs in seconds on a CPU."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+
+REPO = Path(__file__).resolve().parents[1]
+QUICKSTART = REPO / "configs" / "quickstart.py"
+
+TINY_OVERRIDES = ["--config.task.hidden_sizes=(16,)", "--config.task.batch_size=32",
+                  "--config.lopt.hidden_size=8", "--config.estimator.population=4",
+                  "--config.estimator.unroll_length=5", "--config.estimator.horizon=20",
+                  "--config.outer.steps=6", "--config.checkpoint_every=3",
+                  "--config.eval.num_seeds=2", "--config.eval.adam_learning_rates=(1e-3,1e-2)",
+                  "--config.wandb.enabled=false", "--config.name=tiny"]
+
+
+@pytest.fixture
+def tiny_config():
+  """Returns a function that builds the tiny config with extra ``--config.k=v`` overrides."""
+  from metatrain.config import apply_overrides, load_config, validate
+
+  def make(*extra: str):
+    config = apply_overrides(load_config(QUICKSTART), TINY_OVERRIDES + list(extra))
+    validate(config)
+    return config
+
+  return make

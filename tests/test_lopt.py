@@ -1,0 +1,147 @@
+"""The learned optimizer as users see it: the optax export, saving and loading."""
+
+import json
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import lopt
+import tasks
+
+
+def _digits_task():
+  family = tasks.MLPClassifierFamily(hidden_sizes=(32,))
+  return family.task(family.sample(jax.random.PRNGKey(0)))
+
+
+def _train(task, tx, num_steps, key=jax.random.PRNGKey(1)):
+  """A plain optax training loop; returns the losses."""
+  params = task.init(key)
+  opt_state = tx.init(params)
+
+  @jax.jit
+  def step(params, opt_state, batch_key):
+    loss, grads = jax.value_and_grad(task.loss)(params, task.batch(batch_key, "train"))
+    updates, opt_state = tx.update(grads, opt_state, params, value=loss)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+  losses = []
+  for i in range(num_steps):
+    params, opt_state, loss = step(params, opt_state, jax.random.PRNGKey(100 + i))
+    losses.append(float(loss))
+  return np.array(losses)
+
+
+def test_export_gives_the_same_updates_as_the_internal_call():
+  task = _digits_task()
+  lo = lopt.MLPLOpt()
+  theta = lo.init_meta_params(jax.random.PRNGKey(2))
+  params = task.init(jax.random.PRNGKey(3))
+  tx = lopt.as_optax(lo, theta, num_steps=100)
+  tx_state, lo_state = tx.init(params), lo.init(theta, params, 100)
+  for i in range(3):
+    loss, grads = jax.value_and_grad(task.loss)(params, task.batch(jax.random.PRNGKey(i), "train"))
+    tx_updates, tx_state = tx.update(grads, tx_state, params, value=loss)
+    lo_updates, lo_state = lo.update(theta, lo_state, grads, params, loss)
+    jax.tree.map(np.testing.assert_array_equal, tx_updates, lo_updates)
+    params = optax.apply_updates(params, tx_updates)
+
+
+def test_initial_theta_trains_a_haiku_model_in_a_plain_optax_loop():
+  lo = lopt.MLPLOpt()
+  tx = lopt.as_optax(lo, lo.init_meta_params(jax.random.PRNGKey(0)), num_steps=150)
+  losses = _train(_digits_task(), tx, 150)
+  assert losses[-10:].mean() < 0.5 * losses[:5].mean()
+
+
+def test_export_composes_with_optax_chain():
+  lo = lopt.MLPLOpt()
+  theta = lo.init_meta_params(jax.random.PRNGKey(0))
+  tx = optax.chain(optax.clip_by_global_norm(1.0), lopt.as_optax(lo, theta, 150),
+                   optax.add_decayed_weights(1e-4), optax.scale_by_schedule(lambda t: 1.0))
+  losses = _train(_digits_task(), tx, 150)
+  assert losses[-10:].mean() < 0.5 * losses[:5].mean()
+
+
+def test_updates_keep_parameter_dtypes_and_steps_past_the_horizon_act_as_the_last_step():
+  lo = lopt.MLPLOpt()
+  theta = lo.init_meta_params(jax.random.PRNGKey(0))
+  params = {"w": jnp.ones((4, 3), jnp.bfloat16), "b": jnp.ones((3,), jnp.float32)}
+  grads = jax.tree.map(lambda p: jnp.full(p.shape, 0.5, p.dtype), params)
+  state = lo.init(theta, params, num_steps=10)
+  updates, _ = lo.update(theta, state, grads, params)
+  assert jax.tree.map(lambda u: u.dtype, updates) == jax.tree.map(lambda p: p.dtype, params)
+  at_end, _ = lo.update(theta, state._replace(step=jnp.int32(10)), grads, params)
+  past_end, _ = lo.update(theta, state._replace(step=jnp.int32(50)), grads, params)
+  jax.tree.map(np.testing.assert_array_equal, at_end, past_end)
+
+
+def test_save_then_load_gives_the_same_updates(tmp_path):
+  task = _digits_task()
+  lo = lopt.MLPLOpt(hidden_size=16)
+  theta = lo.init_meta_params(jax.random.PRNGKey(5))
+  lopt.save(tmp_path / "lo", lo, theta, {"num_steps": 50, "note": "test"})
+  loaded_lo, loaded_theta, card = lopt.load_meta_params(tmp_path / "lo")
+  assert loaded_lo == lo and card["metadata"]["note"] == "test"
+  jax.tree.map(np.testing.assert_array_equal, loaded_theta, theta)
+  original, loaded = lopt.as_optax(lo, theta, 50), lopt.load(tmp_path / "lo")
+  params = task.init(jax.random.PRNGKey(0))
+  grads = jax.grad(task.loss)(params, task.batch(jax.random.PRNGKey(1), "train"))
+  expected, _ = original.update(grads, original.init(params), params)
+  got, _ = loaded.update(grads, loaded.init(params), params)
+  jax.tree.map(np.testing.assert_array_equal, got, expected)
+
+
+@pytest.fixture
+def saved(tmp_path):
+  lo = lopt.MLPLOpt(hidden_size=8)
+  return lopt.save(tmp_path / "lo", lo, lo.init_meta_params(jax.random.PRNGKey(0)),
+                   {"num_steps": 10})
+
+
+def test_loading_a_missing_checkpoint_fails_clearly(tmp_path):
+  with pytest.raises(lopt.CheckpointError, match="no learned optimizer at"):
+    lopt.load(tmp_path / "nothing-here")
+
+
+def test_loading_a_truncated_checkpoint_fails_clearly(saved):
+  card = saved / "card.json"
+  card.write_text(card.read_text()[:40])
+  with pytest.raises(lopt.CheckpointError, match="not valid JSON"):
+    lopt.load(saved)
+
+
+def test_loading_checkpoint_with_missing_arrays_fails_clearly(saved):
+  for path in (saved / "theta").rglob("*"):
+    if path.is_file() and "METADATA" not in path.name:
+      path.write_bytes(b"")
+  with pytest.raises(lopt.CheckpointError, match="cannot read the meta-parameters"):
+    lopt.load(saved)
+  shutil.rmtree(saved / "theta")
+  with pytest.raises(lopt.CheckpointError, match="no meta-parameters"):
+    lopt.load(saved)
+
+
+def test_loading_arrays_of_another_architecture_fails_clearly(saved):
+  card = json.loads((saved / "card.json").read_text())
+  card["hyperparameters"]["hidden_size"] = 16  # The stored theta has hidden size 8.
+  (saved / "card.json").write_text(json.dumps(card))
+  with pytest.raises(lopt.CheckpointError, match="do not fit"):
+    lopt.load(saved)
+  with pytest.raises(lopt.CheckpointError, match="not the 'velo' asked for"):
+    lopt.load_meta_params(saved, expected_architecture="velo")
+  card["architecture"] = "velo"
+  (saved / "card.json").write_text(json.dumps(card))
+  with pytest.raises(lopt.CheckpointError, match=r"unknown learned optimizer 'velo'; valid choices"):
+    lopt.load(saved)
+
+
+def test_save_leaves_nothing_half_written_when_metadata_is_not_json(tmp_path):
+  lo = lopt.MLPLOpt(hidden_size=8)
+  with pytest.raises(TypeError):
+    lopt.save(tmp_path / "lo", lo, lo.init_meta_params(jax.random.PRNGKey(0)), {"bad": object()})
+  assert list(tmp_path.iterdir()) == []

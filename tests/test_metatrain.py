@@ -1,0 +1,67 @@
+"""Meta-training end to end on a tiny problem: it learns, it resumes exactly, it refuses bad runs."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+import lopt
+from metatrain import evaluate, experiment
+from metatrain.config import ConfigError, build_lopt, build_task_family
+from metatrain.metrics_log import read_metrics
+from metatrain.train import meta_train
+
+
+def _mean_training_loss(config, theta):
+  """The meta-objective on fixed held-out tasks: mean training loss over a whole inner training."""
+  family, lo = build_task_family(config), build_lopt(config)
+  horizon = config.estimator.horizon
+  keys = evaluate.eval_keys(seed=7, num_seeds=8)
+  runs = evaluate.train_population(family, lopt.as_optax(lo, theta, horizon), keys, horizon)
+  return float(runs["losses"].mean())
+
+
+def test_meta_training_lowers_the_meta_loss(tiny_config, tmp_path):
+  config = tiny_config("--config.outer.steps=40", "--config.checkpoint_every=40",
+                       "--config.outer.learning_rate=0.03")
+  state = meta_train(config, tmp_path, show_progress=False)
+  theta0 = build_lopt(config).init_meta_params(jax.random.split(jax.random.PRNGKey(0))[0])
+  before, after = _mean_training_loss(config, theta0), _mean_training_loss(config, state["theta"])
+  assert after < 0.8 * before, (before, after)
+  assert np.isfinite([row["meta_loss"] for row in read_metrics(tmp_path)]).all()
+
+
+def test_resumed_run_gives_identical_metrics_and_theta(tiny_config, tmp_path):
+  uninterrupted = meta_train(tiny_config(), tmp_path / "a", show_progress=False)
+  meta_train(tiny_config("--config.outer.steps=3"), tmp_path / "b", show_progress=False)
+  resumed = meta_train(tiny_config(), tmp_path / "b", show_progress=False)
+  assert read_metrics(tmp_path / "b") == read_metrics(tmp_path / "a")
+  assert [row["step"] for row in read_metrics(tmp_path / "b")] == list(range(1, 7))
+  jax.tree.map(np.testing.assert_array_equal, resumed["theta"], uninterrupted["theta"])
+
+
+def test_experiment_writes_optimizer_report_and_plots(tiny_config, tmp_path):
+  results = experiment.run(tiny_config(), str(tmp_path), show_progress=False)
+  run_dir = tmp_path / "tiny"
+  for name in ("report.md", "results.json", "meta_training.png", "inner_curves.png",
+               "config.json", "optimizer/card.json"):
+    assert (run_dir / name).is_file(), name
+  assert set(results["summary"]) == {"learned optimizer", "Adam, lr=0.01 (tuned)"}
+  card = lopt.read_card(run_dir / "optimizer")
+  assert card["metadata"]["num_steps"] == 20 and card["metadata"]["outer_steps"] == 6
+  assert "| learned optimizer |" in (run_dir / "report.md").read_text()
+
+
+def test_run_directory_with_another_config_is_refused_unless_resumed_or_overwritten(
+    tiny_config, tmp_path):
+  experiment.prepare_run_dir(tmp_path / "run", tiny_config(), resume=False, overwrite=False)
+  (tmp_path / "run" / "marker").write_text("x")
+  other = tiny_config("--config.estimator.sigma=0.05")
+  with pytest.raises(ConfigError, match=r"different config \(differs in \['estimator.sigma'\]\)"):
+    experiment.prepare_run_dir(tmp_path / "run", other, resume=False, overwrite=False)
+  experiment.prepare_run_dir(tmp_path / "run", other, resume=True, overwrite=False)
+  assert json.loads((tmp_path / "run" / "config.json").read_text())["estimator"]["sigma"] == 0.05
+  assert (tmp_path / "run" / "marker").exists()
+  experiment.prepare_run_dir(tmp_path / "run", tiny_config(), resume=False, overwrite=True)
+  assert not (tmp_path / "run" / "marker").exists()
