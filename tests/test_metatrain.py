@@ -57,6 +57,7 @@ def test_run_directory_with_another_config_is_refused_unless_resumed_or_overwrit
     tiny_config, tmp_path):
   experiment.prepare_run_dir(tmp_path / "run", tiny_config(), resume=False, overwrite=False)
   (tmp_path / "run" / "marker").write_text("x")
+  experiment.prepare_run_dir(tmp_path / "run", tiny_config(), resume=False, overwrite=False)
   other = tiny_config("--config.estimator.sigma=0.05")
   with pytest.raises(ConfigError, match=r"different config \(differs in \['estimator.sigma'\]\)"):
     experiment.prepare_run_dir(tmp_path / "run", other, resume=False, overwrite=False)

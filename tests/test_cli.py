@@ -1,0 +1,80 @@
+"""The command line as a user meets it: clear errors for bad input, and resuming after kill -9."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import QUICKSTART, REPO, TINY_OVERRIDES
+from metatrain.__main__ import main
+from metatrain.metrics_log import read_metrics
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--config.outer.stepz=5", "unknown config key 'config.outer.stepz': config.outer has no "
+                               "'stepz'; valid keys: ['learning_rate', 'max_grad_norm', 'steps']"),
+    ("--config.outer.steps=many", "config.outer.steps expects a int (like 6), got 'many'"),
+    ("--config.task.name=imagenet", "unknown task family 'imagenet'; valid choices: "
+                                    "['mlp_classifier']"),
+    ("--config.task.dataset=mnist", "unknown dataset 'mnist'; valid choices: ['digits']"),
+    ("--config.lopt.name=velo", "unknown learned optimizer 'velo'; valid choices: ['mlp']"),
+    ("--config.estimator.name=pes", "unknown estimator 'pes'; valid choices: ['truncated_es']"),
+    ("--config.estimator.unroll_length=50", "unroll_length (50) is longer than the horizon (20)"),
+])
+def test_bad_input_gives_one_clear_error_and_writes_nothing(override, message, tmp_path, capsys):
+  code = main(["--config", str(QUICKSTART), "--workdir", str(tmp_path), *TINY_OVERRIDES, override])
+  err = capsys.readouterr().err
+  assert code == 2
+  assert err.startswith("error: ") and message in err and "Traceback" not in err
+  assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path, capsys):
+  assert main(["--config", str(tmp_path / "nope.py"), "--workdir", str(tmp_path)]) == 2
+  assert f"config file '{tmp_path / 'nope.py'}' does not exist" in capsys.readouterr().err
+
+
+def _command(workdir, *extra):
+  return [sys.executable, "-m", "metatrain", "--config", str(QUICKSTART), "--workdir",
+          str(workdir), "--no-progress", *TINY_OVERRIDES, *extra]
+
+
+def test_cli_exits_nonzero_without_traceback(tmp_path):
+  result = subprocess.run(_command(tmp_path, "--config.lopt.hidden_size=big"), cwd=REPO,
+                          capture_output=True, text=True)
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines() == [
+      "error: config.lopt.hidden_size expects a int (like 8), got 'big'"]
+
+
+def test_killed_run_resumes_from_its_checkpoint_with_identical_metrics(tmp_path):
+  """kill -9 in the middle of meta-training, start the same command again, compare."""
+  long_run = ("--config.outer.steps=400", "--config.checkpoint_every=2")
+  env = {**os.environ, "WANDB_MODE": "disabled"}
+  killed = subprocess.Popen(_command(tmp_path / "killed", *long_run), cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  checkpoints = tmp_path / "killed" / "tiny" / "checkpoints"
+  deadline = time.time() + 300
+  while time.time() < deadline and killed.poll() is None:
+    if checkpoints.is_dir() and any(p.name.isdigit() and int(p.name) >= 4
+                                    for p in checkpoints.iterdir()):
+      break
+    time.sleep(0.05)
+  killed.send_signal(signal.SIGKILL)
+  killed.wait()
+  assert killed.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+  steps_before = len(read_metrics(tmp_path / "killed" / "tiny"))
+  assert 4 <= steps_before < 400
+
+  # The command again resumes; --resume lets it stop earlier than the killed run planned.
+  target = f"--config.outer.steps={steps_before + 6}"
+  subprocess.run(_command(tmp_path / "killed", target, "--resume"), cwd=REPO, env=env, check=True,
+                 capture_output=True)
+  subprocess.run(_command(tmp_path / "straight", target), cwd=REPO, env=env, check=True,
+                 capture_output=True)
+  resumed = read_metrics(tmp_path / "killed" / "tiny")
+  assert [row["step"] for row in resumed] == list(range(1, steps_before + 7))
+  assert resumed == read_metrics(tmp_path / "straight" / "tiny")
