@@ -18,7 +18,7 @@ import orbax.checkpoint as ocp
 from ml_collections import ConfigDict
 from tqdm import tqdm
 
-from metatrain.config import build_lopt, build_task_family
+from metatrain.config import ConfigError, build_lopt, build_task_family
 from metatrain.metrics_log import MetricsLog
 from metatrain.truncated_es import TruncatedES
 
@@ -49,6 +49,17 @@ def init_state(config: ConfigDict, estimator: TruncatedES,
           "step": jnp.zeros((), jnp.int32), "seconds": jnp.zeros((), jnp.float32)}
 
 
+def _restore(manager: ocp.CheckpointManager, like: dict[str, Any]) -> dict[str, Any]:
+  """Restores the latest checkpoint into the structure of ``like``, or says why it cannot."""
+  step = manager.latest_step()
+  try:
+    return manager.restore(step, args=ocp.args.StandardRestore(like))
+  except Exception as e:  # orbax raises many types for a damaged or mismatched checkpoint.
+    raise ConfigError(f"cannot resume from the checkpoint of step {step} in {manager.directory}: "
+                      f"it does not fit this config or is damaged ({type(e).__name__}: "
+                      f"{str(e)[:300]}); pass --overwrite to start the run again") from None
+
+
 def meta_train(config: ConfigDict, run_dir: Path, show_progress: bool = True) -> dict[str, Any]:
   """Meta-trains to ``config.outer.steps`` outer steps in ``run_dir``; returns the final state."""
   estimator = build_estimator(config)
@@ -59,7 +70,7 @@ def meta_train(config: ConfigDict, run_dir: Path, show_progress: bool = True) ->
   manager = ocp.CheckpointManager(run_dir.absolute() / CHECKPOINT_DIR,
                                   options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
   if manager.latest_step() is not None:
-    state = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(state))
+    state = _restore(manager, state)
   start = int(state["step"])
   log = MetricsLog(run_dir, start, config.to_dict(), config.wandb.enabled, config.wandb.project)
 

@@ -66,3 +66,9 @@ def test_run_directory_with_another_config_is_refused_unless_resumed_or_overwrit
   assert (tmp_path / "run" / "marker").exists()
   experiment.prepare_run_dir(tmp_path / "run", tiny_config(), resume=False, overwrite=True)
   assert not (tmp_path / "run" / "marker").exists()
+
+
+def test_resuming_a_checkpoint_of_another_shape_is_a_clear_error(tiny_config, tmp_path):
+  meta_train(tiny_config("--config.outer.steps=3"), tmp_path, show_progress=False)
+  with pytest.raises(ConfigError, match="cannot resume from the checkpoint of step 3"):
+    meta_train(tiny_config("--config.estimator.population=8"), tmp_path, show_progress=False)
