@@ -10,13 +10,14 @@ def as_optax(lopt: LearnedOptimizer, theta: MetaParams,
   """Returns ``lopt`` with meta-parameters ``theta`` as an optax transformation.
 
   ``num_steps`` is the length of the training the optimizer plans for (its progress features read
-  ``step / num_steps``); steps past it are treated as the last step. The transformation needs
+  ``step / num_steps``); steps past it are treated as the last step. It may be a (traced) integer
+  array, e.g. a horizon drawn per task in meta-training. The transformation needs
   ``params`` in ``update`` and takes the current loss through ``value=`` (as
   ``optax.GradientTransformationExtraArgs`` does) for architectures that read it. Its state is a
   pytree of arrays, so it checkpoints and shards like the parameters, and it composes with
   ``optax.chain`` (clipping, weight decay, a schedule through ``optax.scale_by_schedule``).
   """
-  if int(num_steps) < 1:
+  if isinstance(num_steps, int) and num_steps < 1:
     raise ValueError(f"num_steps must be a positive number of training steps, got {num_steps}")
 
   def init_fn(params):
