@@ -17,9 +17,11 @@ def get_config() -> ConfigDict:
                                 batch_size=128))
   # The learned optimizer: a small_fc_lopt-style per-parameter MLP.
   config.lopt = ConfigDict(dict(name="mlp", hidden_size=32, num_hidden_layers=2))
-  # Antithetic truncated ES over a population of inner trainings of `horizon` steps.
+  # The meta-gradient estimator (truncated_es | pes | tbptt | full_es) over a population of inner
+  # trainings of `horizon` steps cut into unrolls; meta_loss: train | held_out; remat: tbptt only.
   config.estimator = ConfigDict(dict(name="truncated_es", population=16, unroll_length=20,
-                                     horizon=200, sigma=0.01, loss_clip=10.0))
+                                     horizon=200, sigma=0.01, loss_clip=10.0, meta_loss="train",
+                                     remat=False))
   # The meta-optimizer: Adam on theta, with the meta-gradient clipped by global norm.
   config.outer = ConfigDict(dict(steps=1000, learning_rate=3e-3, max_grad_norm=1.0))
   config.checkpoint_every = 50
@@ -27,5 +29,7 @@ def get_config() -> ConfigDict:
   # Evaluation on held-out task seeds against Adam tuned on a log grid of learning rates.
   config.eval = ConfigDict(dict(num_seeds=8, adam_learning_rates=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2,
                                                                    3e-2, 1e-1)))
+  # Multi-host runs: one process per host, all started with the same command plus their process_id.
+  config.distributed = ConfigDict(dict(coordinator_address="", num_processes=1, process_id=0))
   config.wandb = ConfigDict(dict(enabled=True, project="learned-optimizers"))
   return config

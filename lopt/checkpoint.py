@@ -30,6 +30,14 @@ CARD_FILE = "card.json"
 THETA_DIR = "theta"
 
 
+def _checkpointer() -> ocp.StandardCheckpointer:
+  """An orbax checkpointer local to this process: a learned optimizer is a small file that one
+  process writes or reads, also inside a multi-process run."""
+  this_process = jax.process_index()
+  return ocp.StandardCheckpointer(multiprocessing_options=ocp.options.MultiprocessingOptions(
+      primary_host=this_process, active_processes={this_process}))
+
+
 class CheckpointError(ValueError):
   """A saved learned optimizer is missing, incomplete or does not match what was asked for."""
 
@@ -48,7 +56,7 @@ def save(path: str | os.PathLike, lopt: LearnedOptimizer, theta: MetaParams,
   card_text = json.dumps(card, indent=2, sort_keys=True)  # Fails early on non-JSON metadata.
   staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
   try:
-    with ocp.StandardCheckpointer() as checkpointer:
+    with _checkpointer() as checkpointer:
       checkpointer.save(staging / THETA_DIR, jax.tree.map(np.asarray, theta))
     (staging / CARD_FILE).write_text(card_text)
     if path.exists():
@@ -97,7 +105,7 @@ def load_meta_params(path: str | os.PathLike, expected_architecture: str | None 
   if not theta_dir.is_dir():
     raise CheckpointError(f"'{path}' has a card but no meta-parameters: {theta_dir} is missing")
   try:
-    with ocp.StandardCheckpointer() as checkpointer:
+    with _checkpointer() as checkpointer:
       theta = checkpointer.restore(theta_dir)
   except Exception as e:  # orbax raises many types for a damaged directory.
     raise CheckpointError(f"cannot read the meta-parameters in {theta_dir} (truncated or "

@@ -35,7 +35,8 @@ def main(argv: list[str]) -> int:
   try:
     config = apply_overrides(load_config(args.config), overrides)
     validate(config)
-    from metatrain import experiment
+    from metatrain import experiment, sharding
+    sharding.initialize_distributed(**config.distributed)
     experiment.run(config, args.workdir, resume=args.resume, overwrite=args.overwrite,
                    show_progress=not args.no_progress)
   except (ConfigError, lopt.CheckpointError) as e:

@@ -15,8 +15,9 @@ from ml_collections import ConfigDict
 
 import lopt
 import tasks
+from metatrain.estimators import ESTIMATORS
+from metatrain.inner_training import META_LOSSES
 
-ESTIMATORS = ("truncated_es",)
 OVERRIDE_PREFIX = "--config."
 
 
@@ -115,13 +116,13 @@ def _require(condition: bool, message: str):
 
 def validate(config: ConfigDict) -> None:
   """Checks every name and setting of ``config``; raises ``ConfigError`` on the first problem."""
-  for group in ("task", "lopt", "estimator", "outer", "eval", "wandb"):
+  for group in ("task", "lopt", "estimator", "outer", "eval", "distributed", "wandb"):
     _require(group in config, f"the config has no '{group}' group")
   build_task_family(config)
   build_lopt(config)
   est = config.estimator
   _require(est.name in ESTIMATORS,
-           f"unknown estimator '{est.name}'; valid choices: {list(ESTIMATORS)}")
+           f"unknown estimator '{est.name}'; valid choices: {sorted(ESTIMATORS)}")
   for key in ("population", "unroll_length", "horizon"):
     _require(est[key] >= 1, f"config.estimator.{key} must be >= 1, got {est[key]}")
   _require(est.unroll_length <= est.horizon,
@@ -131,11 +132,19 @@ def validate(config: ConfigDict) -> None:
            f"config.estimator.horizon ({est.horizon}) must be a multiple of unroll_length "
            f"({est.unroll_length})")
   _require(est.sigma > 0, f"config.estimator.sigma must be > 0, got {est.sigma}")
+  _require(est.meta_loss in META_LOSSES,
+           f"unknown meta_loss '{est.meta_loss}'; valid choices: {list(META_LOSSES)}")
   _require(config.outer.steps >= 1, f"config.outer.steps must be >= 1, got {config.outer.steps}")
   _require(config.checkpoint_every >= 1,
            f"config.checkpoint_every must be >= 1, got {config.checkpoint_every}")
   _require(config.eval.num_seeds >= 1, f"config.eval.num_seeds must be >= 1")
   _require(len(config.eval.adam_learning_rates) >= 1 and min(config.eval.adam_learning_rates) > 0,
            "config.eval.adam_learning_rates must be a non-empty tuple of positive learning rates")
+  dist = config.distributed
+  _require(dist.num_processes >= 1 and 0 <= dist.process_id < dist.num_processes,
+           f"config.distributed.process_id ({dist.process_id}) must be in [0, num_processes = "
+           f"{dist.num_processes})")
+  _require(dist.num_processes == 1 or ":" in dist.coordinator_address,
+           "config.distributed.coordinator_address must be host:port for a multi-process run")
   _require(bool(config.name) and "/" not in config.name and not config.name.startswith("."),
            f"config.name must be a plain directory name, got '{config.name}'")

@@ -31,7 +31,7 @@ def _train_one(family: TaskFamily, tx: optax.GradientTransformationExtraArgs, ke
   task = family.task(state.task_params)
   final = {f"{split}_{name}": value for split in SPLITS
            for name, value in task.evaluate(state.params, split).items()}
-  return {"losses": losses, **final}
+  return {"losses": losses["train"], **final}
 
 
 def train_population(family: TaskFamily, tx: optax.GradientTransformationExtraArgs,

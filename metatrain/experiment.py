@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import numpy as np
+from jax.experimental import multihost_utils
 from ml_collections import ConfigDict
 
 import lopt
-from metatrain import evaluate, report
+from metatrain import evaluate, report, sharding
 from metatrain.config import ConfigError, build_lopt, build_task_family
 from metatrain.metrics_log import read_metrics
 from metatrain.train import meta_train
@@ -68,8 +68,14 @@ def run(config: ConfigDict, workdir: str, resume: bool = False, overwrite: bool 
         show_progress: bool = True) -> dict[str, Any]:
   """Runs the whole experiment (config already validated); returns the evaluation results."""
   run_dir = Path(workdir) / config.name
-  prepare_run_dir(run_dir, config, resume, overwrite)
+  sharding.check_population(config.estimator.population, sharding.population_mesh())
+  if jax.process_index() == 0:
+    prepare_run_dir(run_dir, config, resume, overwrite)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices("run directory prepared")
   state = meta_train(config, run_dir, show_progress)
+  if jax.process_index() != 0:
+    return {}  # Process 0 saves and evaluates the optimizer.
 
   horizon = config.estimator.horizon
   metadata = {"num_steps": horizon, "config": config_as_json(config),

@@ -7,29 +7,25 @@ the population, updates theta, logs and checkpoints. Because every key is a func
 the step, a run resumed from a checkpoint writes exactly the metrics an uninterrupted run writes.
 """
 
+import functools
 import time
 from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import orbax.checkpoint as ocp
 from ml_collections import ConfigDict
 from tqdm import tqdm
 
+from metatrain import sharding
 from metatrain.config import ConfigError, build_lopt, build_task_family
 from metatrain.metrics_log import MetricsLog
-from metatrain.truncated_es import TruncatedES
+from metatrain.estimators import build_estimator
 
 CHECKPOINT_DIR = "checkpoints"
-
-
-def build_estimator(config: ConfigDict) -> TruncatedES:
-  est = config.estimator
-  return TruncatedES(family=build_task_family(config), lopt=build_lopt(config),
-                     population=est.population, unroll_length=est.unroll_length,
-                     horizon=est.horizon, sigma=est.sigma, loss_clip=est.loss_clip)
 
 
 def build_meta_optimizer(config: ConfigDict) -> optax.GradientTransformation:
@@ -40,13 +36,21 @@ def build_meta_optimizer(config: ConfigDict) -> optax.GradientTransformation:
       max_consecutive_errors=10)
 
 
-def init_state(config: ConfigDict, estimator: TruncatedES,
-               meta_optimizer: optax.GradientTransformation) -> dict[str, Any]:
+def init_state(config: ConfigDict, estimator, meta_optimizer: optax.GradientTransformation
+               ) -> dict[str, Any]:
   theta_key, population_key = jax.random.split(jax.random.PRNGKey(config.seed))
-  theta = estimator.lopt.init_meta_params(theta_key)
+  theta = estimator.inner.lopt.init_meta_params(theta_key)
   return {"theta": theta, "meta_opt_state": meta_optimizer.init(theta),
           "estimator_state": estimator.init(theta, population_key),
-          "step": jnp.zeros((), jnp.int32), "seconds": jnp.zeros((), jnp.float32)}
+          "step": jnp.zeros((), jnp.int32)}
+
+
+def state_shardings(config: ConfigDict, abstract_state: dict[str, Any], mesh) -> dict[str, Any]:
+  """The population's inner trainings split over devices; theta and the rest replicated."""
+  shardings = sharding.replicated_shardings(abstract_state, mesh)
+  shardings["estimator_state"] = sharding.population_shardings(
+      abstract_state["estimator_state"], config.estimator.population, mesh)
+  return shardings
 
 
 def _restore(manager: ocp.CheckpointManager, like: dict[str, Any]) -> dict[str, Any]:
@@ -61,43 +65,58 @@ def _restore(manager: ocp.CheckpointManager, like: dict[str, Any]) -> dict[str, 
 
 
 def meta_train(config: ConfigDict, run_dir: Path, show_progress: bool = True) -> dict[str, Any]:
-  """Meta-trains to ``config.outer.steps`` outer steps in ``run_dir``; returns the final state."""
-  estimator = build_estimator(config)
+  """Meta-trains to ``config.outer.steps`` outer steps in ``run_dir``; returns the final state.
+
+  The returned state also holds ``seconds``, the wall time of meta-training over all sessions.
+  Every process of a multi-process run calls this; only process 0 writes metrics.
+  """
+  estimator = build_estimator(config, build_task_family(config), build_lopt(config))
   meta_optimizer = build_meta_optimizer(config)
-  state = init_state(config, estimator, meta_optimizer)
+  mesh = sharding.population_mesh()
+  sharding.check_population(config.estimator.population, mesh)
+  make_state = lambda: init_state(config, estimator, meta_optimizer)
+  shardings = state_shardings(config, jax.eval_shape(make_state), mesh)
+  state = jax.jit(make_state, out_shardings=shardings)()
   loop_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
 
   manager = ocp.CheckpointManager(run_dir.absolute() / CHECKPOINT_DIR,
                                   options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
+  seconds = 0.0
   if manager.latest_step() is not None:
-    state = _restore(manager, state)
+    restored = _restore(manager, {**state, "seconds": np.zeros((), np.float32)})
+    seconds = float(restored.pop("seconds"))
+    state = restored
   start = int(state["step"])
-  log = MetricsLog(run_dir, start, config.to_dict(), config.wandb.enabled, config.wandb.project)
+  is_writer = jax.process_index() == 0
+  log = MetricsLog(run_dir, start, config.to_dict(), config.wandb.enabled and is_writer,
+                   config.wandb.project) if is_writer else None
 
-  @jax.jit
-  def outer_step(state, key):
+  @functools.partial(jax.jit, out_shardings=(shardings, None), donate_argnums=0)
+  def outer_step(state):
+    key = jax.random.fold_in(loop_key, state["step"])
     grad, estimator_state, metrics = estimator.grad(state["theta"], state["estimator_state"], key)
     updates, meta_opt_state = meta_optimizer.update(grad, state["meta_opt_state"], state["theta"])
     metrics["grad_norm"] = optax.global_norm(grad)
     return {"theta": optax.apply_updates(state["theta"], updates), "meta_opt_state": meta_opt_state,
-            "estimator_state": estimator_state, "step": state["step"] + 1,
-            "seconds": state["seconds"]}, metrics
+            "estimator_state": estimator_state, "step": state["step"] + 1}, metrics
 
   steps = config.outer.steps
-  with tqdm(total=steps, initial=start, desc="meta-training", disable=not show_progress,
-            dynamic_ncols=True) as bar:
-    while int(state["step"]) < steps:
+  with tqdm(total=steps, initial=start, desc="meta-training",
+            disable=not (show_progress and is_writer), dynamic_ncols=True) as bar:
+    for step in range(start + 1, steps + 1):
       started = time.perf_counter()
-      state, metrics = outer_step(state, jax.random.fold_in(loop_key, state["step"]))
+      state, metrics = outer_step(state)
       metrics = {k: float(v) for k, v in metrics.items()}
-      state["seconds"] = state["seconds"] + (time.perf_counter() - started)
-      step = int(state["step"])
-      log.write(step, metrics)
+      seconds += time.perf_counter() - started
+      if log:
+        log.write(step, metrics)
       bar.set_postfix(meta_loss=f"{metrics['meta_loss']:.4f}")
       bar.update()
       if step % config.checkpoint_every == 0 or step == steps:
-        manager.save(step, args=ocp.args.StandardSave(state))
+        manager.save(step, args=ocp.args.StandardSave(
+            {**state, "seconds": np.asarray(seconds, np.float32)}))
   manager.wait_until_finished()
   manager.close()
-  log.close()
-  return state
+  if log:
+    log.close()
+  return {**state, "seconds": seconds}

@@ -45,19 +45,27 @@ def reset_finished(family: TaskFamily, tx: optax.GradientTransformation, state: 
 
 
 def unroll(family: TaskFamily, tx: optax.GradientTransformationExtraArgs, state: InnerState,
-           num_steps: int) -> tuple[InnerState, jax.Array]:
-  """Trains ``num_steps`` steps with ``tx``; returns the new state and the losses.
+           num_steps: int, held_out: bool = False, remat: bool = False
+           ) -> tuple[InnerState, dict[str, jax.Array]]:
+  """Trains ``num_steps`` steps with ``tx``; returns the new state and per-step losses.
 
-  ``losses[t]`` is the training loss of the batch of step ``t``, measured before that step's update;
-  the loss reaches ``tx`` through ``value=``.
+  ``losses["train"][t]`` is the training loss of the batch of step ``t``, measured before that
+  step's update (the loss reaches ``tx`` through ``value=``). With ``held_out``,
+  ``losses["held_out"][t]`` is the loss of the same parameters on a batch of the ``test`` split.
+  ``remat`` recomputes each step's activations in the backward pass (``jax.checkpoint``), so that
+  differentiating through the unroll keeps one step's activations instead of ``num_steps``.
   """
   task = family.task(state.task_params)
 
   def train_step(state: InnerState, _):
-    batch = task.batch(jax.random.fold_in(state.data_key, state.step), "train")
-    loss, grads = jax.value_and_grad(task.loss)(state.params, batch)
+    step_key = jax.random.fold_in(state.data_key, state.step)
+    loss, grads = jax.value_and_grad(task.loss)(state.params, task.batch(step_key, "train"))
+    losses = {"train": loss}
+    if held_out:
+      held_out_batch = task.batch(jax.random.fold_in(step_key, 1), "test")
+      losses["held_out"] = task.loss(state.params, held_out_batch)
     updates, opt_state = tx.update(grads, state.opt_state, state.params, value=loss)
     params = optax.apply_updates(state.params, updates)
-    return state._replace(params=params, opt_state=opt_state, step=state.step + 1), loss
+    return state._replace(params=params, opt_state=opt_state, step=state.step + 1), losses
 
-  return jax.lax.scan(train_step, state, length=num_steps)
+  return jax.lax.scan(jax.checkpoint(train_step) if remat else train_step, state, length=num_steps)

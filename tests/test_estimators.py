@@ -1,0 +1,177 @@
+"""The gradient estimators against exact gradients on problems small enough to differentiate."""
+
+import dataclasses
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import lopt
+import tasks
+from metatrain.estimators import PES, FullES, TruncatedBackprop, TruncatedES
+from metatrain.inner_training import InnerTraining
+
+
+@dataclasses.dataclass(frozen=True)
+class ScalarQuadratic:
+  """Minimise 0.5 * w^2 from w = 1 (every task the same; batches are ignored)."""
+
+  name: ClassVar[str] = "scalar_quadratic"
+
+  def sample(self, key):
+    return {}
+
+  def task(self, task_params):
+    return self
+
+  def init(self, key):
+    return {"w": jnp.ones(())}
+
+  def loss(self, params, batch):
+    return 0.5 * params["w"] ** 2
+
+  def batch(self, key, split):
+    return {}
+
+
+@dataclasses.dataclass(frozen=True)
+class LearnedStepSize:
+  """The smallest learned optimizer: gradient descent with step size exp(theta['log_lr'])."""
+
+  name: ClassVar[str] = "learned_step_size"
+
+  def init_meta_params(self, key):
+    return {"log_lr": jnp.log(0.3)}
+
+  def init(self, theta, params, num_steps):
+    return ()
+
+  def update(self, theta, opt_state, grads, params, loss=None):
+    return jax.tree.map(lambda g: -jnp.exp(theta["log_lr"]) * g, grads), opt_state
+
+
+HORIZON, UNROLL = 6, 3
+INNER = InnerTraining(ScalarQuadratic(), LearnedStepSize(), unroll_length=UNROLL, horizon=HORIZON,
+                      loss_clip=100.0)
+THETA = LearnedStepSize().init_meta_params(None)
+
+
+def sum_of_unroll_meta_losses(theta):
+  """sum over unrolls of the mean training loss in the unroll, by plain backprop-able Python."""
+  w, losses = 1.0, []
+  for _ in range(HORIZON):
+    losses.append(0.5 * w**2)
+    w = w - jnp.exp(theta["log_lr"]) * w
+  return sum(jnp.mean(jnp.stack(losses[i:i + UNROLL])) for i in range(0, HORIZON, UNROLL))
+
+
+def truncated_gradient_sum(theta):
+  """The same sum with each unroll's entering state held constant (what truncation estimates)."""
+  w, total = 1.0, 0.0
+  for _ in range(0, HORIZON, UNROLL):
+    w = jax.lax.stop_gradient(w)
+    losses = []
+    for _ in range(UNROLL):
+      losses.append(0.5 * w**2)
+      w = w - jnp.exp(theta["log_lr"]) * w
+    total = total + jnp.mean(jnp.stack(losses))
+  return total
+
+
+def _from_step_zero(state):
+  return jax.tree.map(lambda x: x, state)._replace(step=jnp.zeros_like(state.step))
+
+
+def _whole_horizon_estimates(estimator, repeats, key):
+  """Sums the estimates of the unrolls of one whole inner training, ``repeats`` times."""
+  grad = jax.jit(estimator.grad)
+  totals = []
+  for key in jax.random.split(key, repeats):
+    state = estimator.init(THETA, key)
+    if isinstance(estimator, PES):
+      state = state._replace(trajectories=_from_step_zero(state.trajectories))
+    else:
+      state = _from_step_zero(state)
+    total = 0.0
+    for i in range(HORIZON // UNROLL):
+      g, state, _ = grad(THETA, state, jax.random.fold_in(key, i))
+      total += float(g["log_lr"])
+    totals.append(total)
+  return np.mean(totals), np.std(totals) / np.sqrt(repeats)
+
+
+def test_pes_is_unbiased_over_the_whole_horizon_and_truncated_es_is_not():
+  exact = float(jax.grad(sum_of_unroll_meta_losses)(THETA)["log_lr"])
+  truncated = float(jax.grad(truncated_gradient_sum)(THETA)["log_lr"])
+  assert abs(exact - truncated) > 0.2 * abs(exact)  # The problem has a real truncation bias.
+  key = jax.random.PRNGKey(0)
+  pes_mean, pes_se = _whole_horizon_estimates(PES(INNER, population=2000, sigma=0.01), 40, key)
+  tes_mean, tes_se = _whole_horizon_estimates(TruncatedES(INNER, population=2000, sigma=0.01), 40, key)
+  assert abs(pes_mean - exact) < 4 * pes_se, (pes_mean, pes_se, exact)
+  assert abs(tes_mean - truncated) < 4 * tes_se, (tes_mean, tes_se, truncated)
+  assert abs(tes_mean - exact) > 10 * tes_se, (tes_mean, tes_se, exact)
+
+
+def test_full_es_matches_the_whole_training_gradient():
+  inner = dataclasses.replace(INNER, unroll_length=HORIZON)
+  exact = float(jax.grad(sum_of_unroll_meta_losses)(THETA)["log_lr"])
+  # One unroll of the whole horizon: its meta-loss is the mean over all HORIZON steps.
+  exact_mean_loss = exact * UNROLL / HORIZON
+  grad = jax.jit(FullES(inner, population=2000, sigma=0.01).grad)
+  estimates = [float(grad(THETA, {"inner_trainings": jnp.int32(0)}, k)[0]["log_lr"])
+               for k in jax.random.split(jax.random.PRNGKey(1), 40)]
+  assert abs(np.mean(estimates) - exact_mean_loss) < 4 * np.std(estimates) / np.sqrt(40)
+
+
+def test_tbptt_over_the_whole_horizon_equals_backprop_through_training():
+  family = tasks.MLPClassifierFamily(hidden_sizes=(8,), batch_size=16)
+  lo = lopt.MLPLOpt(hidden_size=8)
+  steps = 5
+  inner = InnerTraining(family, lo, unroll_length=steps, horizon=steps, loss_clip=100.0)
+  estimator = TruncatedBackprop(inner, population=2)
+  theta = lo.init_meta_params(jax.random.PRNGKey(0))
+  state = estimator.init(theta, jax.random.PRNGKey(1))
+  grad, _, _ = jax.jit(estimator.grad)(theta, state, jax.random.PRNGKey(2))
+
+  def whole_training_loss(theta, params, data_key, task_params):
+    """The mean training loss over a whole training, written as a plain optax loop."""
+    task, tx = family.task(task_params), lopt.as_optax(lo, theta, steps)
+    opt_state, losses = tx.init(params), []
+    for t in range(steps):
+      batch = task.batch(jax.random.fold_in(data_key, t), "train")
+      loss, grads = jax.value_and_grad(task.loss)(params, batch)
+      updates, opt_state = tx.update(grads, opt_state, params, value=loss)
+      params = optax.apply_updates(params, updates)
+      losses.append(loss)
+    return jnp.mean(jnp.stack(losses))
+
+  per_task = [jax.jit(jax.grad(whole_training_loss))(theta, *jax.tree.map(lambda x: x[i], (
+      state.params, state.data_key, state.task_params))) for i in range(2)]
+  expected = jax.tree.map(lambda a, b: (a + b) / 2, *per_task)
+  jax.tree.map(lambda g, e: np.testing.assert_allclose(g, e, rtol=2e-4, atol=1e-6), grad, expected)
+
+
+@pytest.mark.parametrize("estimator_class", [TruncatedES, PES, TruncatedBackprop])
+def test_a_diverged_task_is_dropped_reported_and_restarted(estimator_class):
+  inner = dataclasses.replace(INNER, unroll_length=2)
+  kwargs = {} if estimator_class is TruncatedBackprop else {"sigma": 0.01}
+  estimator = estimator_class(inner, population=4, **kwargs)
+  state = estimator.init(THETA, jax.random.PRNGKey(1))
+  poison = lambda params: {"w": params["w"].at[0].set(jnp.nan)}
+  if isinstance(estimator, PES):
+    state = state._replace(trajectories=state.trajectories._replace(
+        params=poison(state.trajectories.params)))
+  else:
+    state = state._replace(params=poison(state.params))
+  grad = jax.jit(estimator.grad)
+  g, state, metrics = grad(THETA, state, jax.random.PRNGKey(2))
+  assert float(metrics["diverged_fraction"]) == 0.25
+  assert np.isfinite(float(g["log_lr"])) and float(g["log_lr"]) != 0.0
+  assert np.isfinite(float(metrics["meta_loss"])) and np.isfinite(float(metrics["grad_variance"]))
+  theta = optax.apply_updates(THETA, jax.tree.map(lambda x: -0.01 * x, g))
+  g, state, metrics = grad(theta, state, jax.random.PRNGKey(3))
+  assert float(metrics["diverged_fraction"]) == 0.0  # The diverged task was restarted.
+  assert np.isfinite(float(g["log_lr"])) and np.isfinite(float(theta["log_lr"]))
