@@ -4,13 +4,19 @@
     tx = lopt.load("checkpoints/<name>")            # an optax.GradientTransformationExtraArgs
     opt_state = tx.init(params)
     updates, opt_state = tx.update(grads, opt_state, params, value=loss)
+
+Hand-designed baselines (Adam, AdamW, Lion, SGD with momentum, Adafactor) with warmup + cosine
+schedules come from ``lopt.make_baseline``; ``lopt.search_space`` gives the grids to tune them on.
 """
 
+from lopt.adafac_mlp_lopt import AdafacMLPLOpt, AdafacMLPLOptState
 from lopt.base import LearnedOptimizer
+from lopt.baselines import BASELINES, learning_rate_schedule, make_baseline, search_space
 from lopt.checkpoint import CheckpointError, load, load_meta_params, read_card, save
 from lopt.mlp_lopt import MLPLOpt, MLPLOptState
 from lopt.optax_export import as_optax
 from lopt.registry import ARCHITECTURES, make
 
-__all__ = ["ARCHITECTURES", "CheckpointError", "LearnedOptimizer", "MLPLOpt", "MLPLOptState",
-           "as_optax", "load", "load_meta_params", "make", "read_card", "save"]
+__all__ = ["ARCHITECTURES", "AdafacMLPLOpt", "AdafacMLPLOptState", "BASELINES", "CheckpointError",
+           "LearnedOptimizer", "MLPLOpt", "MLPLOptState", "as_optax", "learning_rate_schedule",
+           "load", "load_meta_params", "make", "make_baseline", "read_card", "save", "search_space"]

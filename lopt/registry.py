@@ -3,10 +3,11 @@
 import dataclasses
 from typing import Any
 
+from lopt.adafac_mlp_lopt import AdafacMLPLOpt
 from lopt.base import LearnedOptimizer
 from lopt.mlp_lopt import MLPLOpt
 
-ARCHITECTURES: dict[str, type] = {MLPLOpt.name: MLPLOpt}
+ARCHITECTURES: dict[str, type] = {cls.name: cls for cls in (MLPLOpt, AdafacMLPLOpt)}
 
 
 def make(name: str, **hyperparameters: Any) -> LearnedOptimizer:

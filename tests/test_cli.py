@@ -20,8 +20,12 @@ from metatrain.metrics_log import read_metrics
     ("--config.task.name=imagenet", "unknown task family 'imagenet'; valid choices: "
                                     "['mlp_classifier']"),
     ("--config.task.dataset=mnist", "unknown dataset 'mnist'; valid choices: ['digits']"),
-    ("--config.lopt.name=velo", "unknown learned optimizer 'velo'; valid choices: ['mlp']"),
-    ("--config.estimator.name=pes", "unknown estimator 'pes'; valid choices: ['truncated_es']"),
+    ("--config.lopt.name=velo", "unknown learned optimizer 'velo'; valid choices: "
+                                "['adafac_mlp', 'mlp']"),
+    ("--config.estimator.name=es", "unknown estimator 'es'; valid choices: "
+                                   "['full_es', 'pes', 'tbptt', 'truncated_es']"),
+    ("--config.estimator.meta_loss=test", "unknown meta_loss 'test'; valid choices: "
+                                          "['train', 'held_out']"),
     ("--config.estimator.unroll_length=50", "unroll_length (50) is longer than the horizon (20)"),
 ])
 def test_bad_input_gives_one_clear_error_and_writes_nothing(override, message, tmp_path, capsys):

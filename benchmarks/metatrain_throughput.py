@@ -1,0 +1,95 @@
+"""Meta-training throughput of every estimator, and the memory of truncated backprop against ES.
+
+For each estimator and population size, builds the quickstart meta-training (digits MLP tasks, the
+MLP learned optimizer) with that estimator, compiles one outer step and times ``--steps`` of them.
+Reports outer steps/s and inner steps/s (inner training steps actually run, both members of an
+antithetic pair counted), and the compiled outer step's temporary memory as the unroll grows.
+Run it once per device count (``XLA_FLAGS=--xla_force_host_platform_device_count=8`` for 8 CPU
+devices); results go to ``benchmarks/RESULTS.md`` with the machine.
+
+    python benchmarks/metatrain_throughput.py [--populations 8 32 128] [--steps 5]
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import jax
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import results  # noqa: E402
+
+from metatrain.config import apply_overrides, build_lopt, build_task_family, load_config  # noqa: E402
+from metatrain.estimators import build_estimator  # noqa: E402
+from metatrain.train import build_meta_optimizer, init_state  # noqa: E402
+
+QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.py"
+ESTIMATORS = ("truncated_es", "pes", "tbptt", "full_es")
+
+
+def compiled_outer_step(name: str, population: int, unroll_length: int, horizon: int):
+  config = apply_overrides(load_config(QUICKSTART), [
+      f"--config.estimator.name={name}", f"--config.estimator.population={population}",
+      f"--config.estimator.unroll_length={unroll_length}", f"--config.estimator.horizon={horizon}"])
+  estimator = build_estimator(config, build_task_family(config), build_lopt(config))
+  meta_optimizer = build_meta_optimizer(config)
+  state = init_state(config, estimator, meta_optimizer)
+
+  def outer_step(state, key):
+    grad, estimator_state, _ = estimator.grad(state["theta"], state["estimator_state"], key)
+    updates, meta_opt_state = meta_optimizer.update(grad, state["meta_opt_state"], state["theta"])
+    return {**state, "theta": jax.tree.map(lambda t, u: t + u, state["theta"], updates),
+            "meta_opt_state": meta_opt_state, "estimator_state": estimator_state}
+
+  compiled = jax.jit(outer_step).lower(state, jax.random.PRNGKey(0)).compile()
+  return compiled, state
+
+
+def inner_steps_per_outer_step(name: str, population: int, unroll_length: int, horizon: int):
+  per_member = horizon if name == "full_es" else unroll_length
+  return population * per_member * (1 if name == "tbptt" else 2)
+
+
+def main(argv):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--populations", type=int, nargs="+", default=[8, 32, 128])
+  parser.add_argument("--steps", type=int, default=5)
+  parser.add_argument("--unroll-lengths", type=int, nargs="+", default=[10, 20, 40, 80])
+  args = parser.parse_args(argv)
+  machine, devices = results.machine(), jax.device_count()
+  print(f"{machine}; {devices} device(s)")
+  unroll_length, horizon = 20, 200
+  for name in ESTIMATORS:
+    for population in args.populations:
+      if population % devices:
+        continue
+      step, state = compiled_outer_step(name, population, unroll_length, horizon)
+      state = step(state, jax.random.PRNGKey(1))
+      jax.block_until_ready(state)
+      start = time.perf_counter()
+      for i in range(args.steps):
+        state = step(state, jax.random.PRNGKey(2 + i))
+      jax.block_until_ready(state)
+      seconds = (time.perf_counter() - start) / args.steps
+      inner = inner_steps_per_outer_step(name, population, unroll_length, horizon) / seconds
+      print(f"{name:>12} population {population:>4}: {1 / seconds:8.2f} outer steps/s, "
+            f"{inner:10.0f} inner steps/s")
+      results.record(
+          "Meta-training throughput (benchmarks/metatrain_throughput.py)",
+          ["date", "machine", "devices", "estimator", "population", "unroll", "outer steps/s",
+           "inner steps/s"],
+          [results.today(), machine, str(devices), name, str(population), str(unroll_length),
+           f"{1 / seconds:.2f}", f"{inner:.0f}"])
+  for unroll in args.unroll_lengths:
+    for name in ("truncated_es", "tbptt"):
+      step, _ = compiled_outer_step(name, 8, unroll, 4 * unroll)
+      memory = step.memory_analysis().temp_size_in_bytes / 2**20
+      print(f"{name:>12} unroll {unroll:>3}: {memory:8.1f} MiB temporary memory")
+      results.record("Outer-step memory as the unroll grows (benchmarks/metatrain_throughput.py)",
+                     ["date", "machine", "estimator", "population", "unroll", "temporary MiB"],
+                     [results.today(), machine, name, "8", str(unroll), f"{memory:.1f}"])
+
+
+if __name__ == "__main__":
+  main(sys.argv[1:])

@@ -1,0 +1,121 @@
+"""Hand-designed baseline optimizers, and the grids they are tuned on, built from optax.
+
+Every baseline is the same three-stage chain: a hand-designed direction ``D_t`` (Adam, Lion, momentum,
+Adafactor), decoupled weight decay, and a learning-rate schedule ``lr_t``:
+
+    u_t = -lr_t * (D_t + lambda * p_t),
+
+exactly ``optax.adamw`` for Adam and ``optax.lion`` for Lion. The decay is decoupled (it never enters
+the accumulators, as in AdamW, Loshchilov & Hutter 2019) and follows the schedule; ``adam`` takes no
+weight decay (that is ``adamw``). SGD uses momentum 0.9; Adafactor is ``optax.adafactor``'s (factored
+second moments, update clipping, steps relative to the parameters' RMS, no momentum).
+
+The schedule (``learning_rate_schedule``) is a linear warmup from 0 over the first
+``floor(warmup_fraction * T)`` steps followed by either a cosine decay to 0 at step ``T``
+(``"warmup_cosine"``) or a constant (``"constant"``).
+
+``search_space(name)`` is the log grid evaluation tunes each baseline on, per task, to produce the
+*tuned* baselines a learned optimizer is compared against.
+
+    tx = make_baseline("adamw", learning_rate=1e-3, num_steps=1000, weight_decay=1e-2)
+    for hyperparameters in search_space("adamw"):
+      tx = make_baseline("adamw", num_steps=1000, **hyperparameters)
+"""
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import optax
+
+SCHEDULES = ("warmup_cosine", "constant")
+
+
+def _log_grid(lowest_exponent: int, highest_exponent: int) -> tuple[float, ...]:
+  """``1eN, 3eN, 1e(N+1), …, 1e(highest)``: about two points per decade."""
+  return tuple(float(f"{m}e{e}") for e in range(lowest_exponent, highest_exponent)
+               for m in (1, 3)) + (float(f"1e{highest_exponent}"),)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Baseline:
+  """A hand-designed direction (before weight decay and the learning rate) and its search grid."""
+  direction: Callable[[], optax.GradientTransformation]
+  learning_rates: tuple[float, ...]
+  takes_weight_decay: bool = True
+  weight_decays: tuple[float, ...] = ()  # Searched over only where given.
+
+
+def _adafactor_direction() -> optax.GradientTransformation:
+  """Adafactor (Shazeer & Stern, 2018) as ``optax.adafactor`` builds it, learning rate excepted: the
+  factored RMS scaling, update clipping at RMS 1 and the step relative to the parameter's RMS."""
+  return optax.chain(optax.scale_by_factored_rms(), optax.clip_by_block_rms(1.0),
+                     optax.scale_by_param_block_rms())
+
+
+_ADAM_LEARNING_RATES = _log_grid(-4, 0)
+BASELINES: dict[str, _Baseline] = {
+    "adam": _Baseline(optax.scale_by_adam, _ADAM_LEARNING_RATES, takes_weight_decay=False),
+    "adamw": _Baseline(optax.scale_by_adam, _ADAM_LEARNING_RATES,
+                       weight_decays=(1e-3, 1e-2, 1e-1, 1.0)),
+    # Lion's sign updates have RMS 1, so its learning rates sit ~10x below Adam's (Chen et al., 2023).
+    "lion": _Baseline(optax.scale_by_lion, _log_grid(-5, -1)),
+    "sgd": _Baseline(lambda: optax.trace(decay=0.9), _log_grid(-3, 1)),
+    # Adafactor's learning rate is relative to each parameter block's RMS.
+    "adafactor": _Baseline(_adafactor_direction, _log_grid(-3, 0)),
+}
+
+
+def _check_name(name: str) -> _Baseline:
+  if name not in BASELINES:
+    raise ValueError(f"unknown baseline optimizer '{name}'; valid choices: {sorted(BASELINES)}")
+  return BASELINES[name]
+
+
+def learning_rate_schedule(learning_rate: float, num_steps: int, warmup_fraction: float = 0.05,
+                           schedule: str = "warmup_cosine") -> optax.Schedule:
+  """Linear warmup from 0 to ``learning_rate`` over ``floor(warmup_fraction * num_steps)`` steps,
+  then a cosine decay to 0 at ``num_steps`` (``"warmup_cosine"``) or a constant (``"constant"``).
+  Steps past ``num_steps`` keep the last value."""
+  if schedule not in SCHEDULES:
+    raise ValueError(f"unknown schedule '{schedule}'; valid choices: {list(SCHEDULES)}")
+  if not isinstance(num_steps, int) or num_steps < 1:
+    raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
+  if not 0.0 <= warmup_fraction < 1.0:
+    raise ValueError(f"warmup_fraction must be in [0, 1), got {warmup_fraction}")
+  if not learning_rate > 0.0:
+    raise ValueError(f"learning_rate must be positive, got {learning_rate}")
+  warmup_steps = math.floor(warmup_fraction * num_steps)
+  if schedule == "warmup_cosine":
+    return optax.warmup_cosine_decay_schedule(0.0, learning_rate, warmup_steps, num_steps)
+  if warmup_steps == 0:  # optax's warmup_constant_schedule stays at 0 when it has no warmup steps.
+    return optax.constant_schedule(learning_rate)
+  return optax.warmup_constant_schedule(0.0, learning_rate, warmup_steps)
+
+
+def make_baseline(name: str, learning_rate: float, num_steps: int, weight_decay: float = 0.0,
+                  warmup_fraction: float = 0.05, schedule: str = "warmup_cosine"
+                  ) -> optax.GradientTransformation:
+  """The baseline ``name`` (one of ``BASELINES``) with the schedule of ``learning_rate_schedule`` and
+  decoupled weight decay ``weight_decay``; see the module docstring for the update."""
+  baseline = _check_name(name)
+  if weight_decay < 0.0:
+    raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+  if weight_decay and not baseline.takes_weight_decay:
+    raise ValueError(f"'{name}' takes no weight decay; use 'adamw' for Adam with decoupled decay")
+  decay = [optax.add_decayed_weights(weight_decay)] if weight_decay else []
+  return optax.chain(
+      baseline.direction(), *decay,
+      optax.scale_by_learning_rate(
+          learning_rate_schedule(learning_rate, num_steps, warmup_fraction, schedule)))
+
+
+def search_space(name: str) -> list[dict[str, Any]]:
+  """The hyperparameters to tune ``name`` over: keyword arguments of ``make_baseline``, one dict per
+  point of a log grid of learning rates (times weight decays, for ``adamw``)."""
+  baseline = _check_name(name)
+  if not baseline.weight_decays:
+    return [{"learning_rate": lr} for lr in baseline.learning_rates]
+  return [{"learning_rate": lr, "weight_decay": wd}
+          for lr in baseline.learning_rates for wd in baseline.weight_decays]
