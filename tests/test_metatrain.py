@@ -32,10 +32,13 @@ def test_meta_training_lowers_the_meta_loss(tiny_config, tmp_path):
   assert np.isfinite([row["meta_loss"] for row in read_metrics(tmp_path)]).all()
 
 
-def test_resumed_run_gives_identical_metrics_and_theta(tiny_config, tmp_path):
-  uninterrupted = meta_train(tiny_config(), tmp_path / "a", show_progress=False)
-  meta_train(tiny_config("--config.outer.steps=3"), tmp_path / "b", show_progress=False)
-  resumed = meta_train(tiny_config(), tmp_path / "b", show_progress=False)
+@pytest.mark.parametrize("estimator", ["truncated_es", "pes"])
+def test_resumed_run_gives_identical_metrics_and_theta(estimator, tiny_config, tmp_path):
+  """The checkpoint holds everything: theta, meta-optimizer, inner states, PES accumulators."""
+  config = lambda *extra: tiny_config(f"--config.estimator.name={estimator}", *extra)
+  uninterrupted = meta_train(config(), tmp_path / "a", show_progress=False)
+  meta_train(config("--config.outer.steps=3"), tmp_path / "b", show_progress=False)
+  resumed = meta_train(config(), tmp_path / "b", show_progress=False)
   assert read_metrics(tmp_path / "b") == read_metrics(tmp_path / "a")
   assert [row["step"] for row in read_metrics(tmp_path / "b")] == list(range(1, 7))
   jax.tree.map(np.testing.assert_array_equal, resumed["theta"], uninterrupted["theta"])
