@@ -1,9 +1,21 @@
 """Training tasks for meta-training and evaluating learned optimizers."""
 
 from tasks.base import ROLES, SPLITS, Task, TaskFamily
+from tasks.char_lm import CharLMFamily
+from tasks.classification import ClassificationTask, ClassifierFamily
+from tasks.cnn_classifier import CNNClassifierFamily
 from tasks.datasets import DATASETS
-from tasks.mlp_classifier import MLPClassifier, MLPClassifierFamily
+from tasks.mixture import MIXTURE, Mixture, make_mixture
+from tasks.mlp_classifier import MLPClassifierFamily
+from tasks.mup import PARAMETRIZATIONS, mup_adam
+from tasks.objectives import NORMALIZATIONS
 from tasks.registry import FAMILIES, make_family
+from tasks.synthetic import QuadraticFamily, TeacherFamily
+from tasks.text import CORPORA
+from tasks.vit_classifier import ViTClassifierFamily
 
-__all__ = ["DATASETS", "FAMILIES", "MLPClassifier", "MLPClassifierFamily", "ROLES", "SPLITS",
-           "Task", "TaskFamily", "make_family"]
+__all__ = ["CNNClassifierFamily", "CORPORA", "CharLMFamily", "ClassificationTask",
+           "ClassifierFamily", "DATASETS", "FAMILIES", "MIXTURE", "MLPClassifierFamily", "Mixture",
+           "NORMALIZATIONS", "PARAMETRIZATIONS", "QuadraticFamily", "ROLES", "SPLITS", "Task",
+           "TaskFamily", "TeacherFamily", "ViTClassifierFamily", "make_family", "make_mixture",
+           "mup_adam"]

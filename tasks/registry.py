@@ -3,9 +3,15 @@
 from typing import Any
 
 from tasks.base import TaskFamily
+from tasks.char_lm import CharLMFamily
+from tasks.cnn_classifier import CNNClassifierFamily
 from tasks.mlp_classifier import MLPClassifierFamily
+from tasks.synthetic import QuadraticFamily, TeacherFamily
+from tasks.vit_classifier import ViTClassifierFamily
 
-FAMILIES: dict[str, type] = {MLPClassifierFamily.name: MLPClassifierFamily}
+FAMILIES: dict[str, type] = {family.name: family for family in (
+    MLPClassifierFamily, CNNClassifierFamily, ViTClassifierFamily, CharLMFamily, TeacherFamily,
+    QuadraticFamily)}
 
 
 def make_family(name: str, **kwargs: Any) -> TaskFamily:

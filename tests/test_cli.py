@@ -18,7 +18,8 @@ from metatrain.metrics_log import read_metrics
                                "'stepz'; valid keys: ['learning_rate', 'max_grad_norm', 'steps']"),
     ("--config.outer.steps=many", "config.outer.steps expects a int (like 6), got 'many'"),
     ("--config.task.name=imagenet", "unknown task family 'imagenet'; valid choices: "
-                                    "['mlp_classifier']"),
+                                    "['char_lm', 'cnn_classifier', 'mlp_classifier', 'quadratic', "
+                                    "'teacher', 'vit_classifier']"),
     ("--config.task.dataset=mnist", "unknown dataset 'mnist'; valid choices: ['digits']"),
     ("--config.lopt.name=velo", "unknown learned optimizer 'velo'; valid choices: "
                                 "['adafac_mlp', 'mlp']"),

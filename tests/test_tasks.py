@@ -25,7 +25,8 @@ def test_same_key_gives_same_batch_and_init(task):
 def test_roles_tag_input_hidden_output_and_vector(task):
   params = task.init(jax.random.PRNGKey(0))
   roles = task.roles(params)
-  assert [roles[name]["w"] for name in sorted(roles)] == ["input", "hidden", "output"]
+  assert {name: roles[name]["w"] for name in roles} == {
+      "input_0": "input", "hidden_1": "hidden", "output": "output"}
   assert {roles[name]["b"] for name in roles} == {"vector"}
   assert jax.tree.structure(roles) == jax.tree.structure(params)
 

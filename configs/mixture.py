@@ -1,0 +1,44 @@
+"""Meta-train on a mixture of offline task families: digits MLPs, digits CNNs and character LMs.
+
+Run with ``python -m metatrain --config configs/mixture.py`` once metatrain builds mixtures; every
+value can be overridden on the command line, e.g. ``--config.task.members.cnn.width=32``.
+``config.task`` names the mixture; each member group gives a registered family ``name``, its
+``weight`` (its share of the population, apportioned by ``tasks.Mixture.slice_sizes``) and the
+family's settings. ``tasks.make_mixture(config.task.members)`` builds it.
+"""
+
+from ml_collections import ConfigDict
+
+
+def get_config() -> ConfigDict:
+  config = ConfigDict()
+  config.name = "mixture"  # The run directory is <workdir>/<name>.
+  config.seed = 0
+
+  # The meta-training task distribution: three families on data that ships offline, all in muP
+  # with per-task data subsets, label noise and input scales where the family has them.
+  config.task = ConfigDict(dict(name="mixture", members=ConfigDict(dict(
+      mlp=ConfigDict(dict(name="mlp_classifier", weight=1.0, dataset="digits", hidden_sizes=(64,),
+                          base_width=64, parametrization="mup", batch_size=128, min_subset=0.5,
+                          label_noise=0.1, input_scale=2.0)),
+      cnn=ConfigDict(dict(name="cnn_classifier", weight=1.0, dataset="digits", width=16, depth=2,
+                          base_width=16, parametrization="mup", batch_size=64, min_subset=0.5,
+                          label_noise=0.1, input_scale=2.0)),
+      lm=ConfigDict(dict(name="char_lm", weight=1.0, corpus="python_docs", width=32, depth=1,
+                         num_heads=2, base_width=32, parametrization="mup", sequence_length=32,
+                         batch_size=16, min_subset=0.5)),
+  ))))
+  # The learned optimizer: a small_fc_lopt-style per-parameter MLP.
+  config.lopt = ConfigDict(dict(name="mlp", hidden_size=32, num_hidden_layers=2))
+  # Antithetic truncated ES; the population is shared among the members by weight.
+  config.estimator = ConfigDict(dict(name="truncated_es", population=12, unroll_length=20,
+                                     horizon=200, sigma=0.01, loss_clip=10.0))
+  # The meta-optimizer: Adam on theta, with the meta-gradient clipped by global norm.
+  config.outer = ConfigDict(dict(steps=1000, learning_rate=3e-3, max_grad_norm=1.0))
+  config.checkpoint_every = 50
+
+  # Evaluation on held-out task seeds of every member against Adam tuned on a log grid.
+  config.eval = ConfigDict(dict(num_seeds=8, adam_learning_rates=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2,
+                                                                   3e-2, 1e-1)))
+  config.wandb = ConfigDict(dict(enabled=True, project="learned-optimizers"))
+  return config

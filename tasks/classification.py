@@ -1,0 +1,122 @@
+"""Classification tasks on an in-memory labelled dataset, shared by the MLP, CNN and ViT families.
+
+A family (a subclass of ``ClassifierFamily``) fixes the data set, the network and its sizes; a task
+adds the per-task data variations of ``tasks.variation``. The loss is the mean softmax
+cross-entropy ``-log softmax(f(s * x))[y]`` over a batch, with ``s`` the task's input scale and
+training labels ``y`` noised at the task's rate. ``evaluate`` uses the whole split, the task's input
+scale and the true labels.
+"""
+
+import dataclasses
+import functools
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import optax
+
+from tasks import datasets, mup, variation
+from tasks.base import SPLITS
+from tasks.roles import roles_from_names
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ClassifierFamily:
+  """Settings shared by classifier families; subclasses add ``network`` and ``at_base_width``."""
+
+  dataset: str = "digits"
+  batch_size: int = 128
+  parametrization: str = "sp"
+  base_width: int = 32
+  min_subset: float = 1.0
+  label_noise: float = 0.0
+  input_scale: float = 1.0
+
+  def __post_init__(self):
+    datasets.check_dataset(self.dataset)
+    mup.check_parametrization(self.parametrization)
+    for name in ("batch_size", "base_width"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+    variation.check_settings(self.min_subset, self.label_noise, self.input_scale)
+    self.check_sizes(datasets.INPUT_SHAPES[self.dataset])
+
+  def check_sizes(self, input_shape: tuple[int, ...]) -> None:
+    """Raises ``ValueError`` if the network's sizes do not fit ``input_shape``."""
+    raise NotImplementedError
+
+  def network(self, inputs: jax.Array, num_classes: int) -> jax.Array:
+    """The logits of the network on ``inputs``, inside ``hk.transform``."""
+    raise NotImplementedError
+
+  def at_base_width(self) -> "ClassifierFamily":
+    """The same family with its width set to ``base_width`` (the μP reference model)."""
+    raise NotImplementedError
+
+  def sample(self, key: jax.Array) -> dict[str, jax.Array]:
+    num_train = len(datasets.load(self.dataset)["train"][1])
+    return variation.sample(key, num_train, self.min_subset, self.label_noise, self.input_scale)
+
+  def task(self, task_params: dict) -> "ClassificationTask":
+    return ClassificationTask(self, task_params)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassificationTask:
+  """One classification task; see the module docstring."""
+
+  family: ClassifierFamily
+  task_params: dict
+
+  @functools.cached_property
+  def _data(self):
+    return datasets.load(self.family.dataset)
+
+  @functools.cached_property
+  def _num_classes(self) -> int:
+    return int(self._data["train"][1].max()) + 1
+
+  @functools.cached_property
+  def _model(self) -> hk.Transformed:
+    return hk.without_apply_rng(hk.transform(
+        lambda x: self.family.network(x, self._num_classes)))
+
+  def init(self, key: jax.Array):
+    return self._model.init(key, jnp.zeros((1,) + datasets.INPUT_SHAPES[self.family.dataset]))
+
+  def loss(self, params, batch) -> jax.Array:
+    logits = self._model.apply(params, batch["inputs"])
+    return optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"]).mean()
+
+  def batch(self, key: jax.Array, split: str) -> dict[str, jax.Array]:
+    inputs, labels = self._split(split)
+    if split == "train":
+      index, replace, classes = variation.training_draw(key, self.task_params, len(labels),
+                                                        self.family.batch_size, self._num_classes)
+      batch_labels = jnp.where(replace, classes, jnp.asarray(labels)[index])
+    else:
+      index = jax.random.randint(key, (self.family.batch_size,), 0, len(labels))
+      batch_labels = jnp.asarray(labels)[index]
+    return {"inputs": self.task_params["input_scale"] * jnp.asarray(inputs)[index],
+            "labels": batch_labels}
+
+  def evaluate(self, params, split: str) -> dict[str, jax.Array]:
+    inputs, labels = self._split(split)
+    logits = self._model.apply(params, self.task_params["input_scale"] * jnp.asarray(inputs))
+    labels = jnp.asarray(labels)
+    return {"loss": optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(),
+            "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels)}
+
+  def roles(self, params):
+    return roles_from_names(params)
+
+  def lr_multipliers(self, params):
+    """Per-parameter Adam learning-rate factors of ``tasks.mup`` (all 1 under SP)."""
+    base = self.family.at_base_width().task(self.task_params)
+    return mup.lr_multipliers(params, jax.eval_shape(base.init, jax.random.PRNGKey(0)),
+                              self.family.parametrization)
+
+  def _split(self, split: str):
+    if split not in SPLITS:
+      raise ValueError(f"unknown split '{split}'; valid choices: {list(SPLITS)}")
+    return self._data[split]
