@@ -18,7 +18,6 @@ import optax
 
 from tasks import mup, text, transformer, variation
 from tasks.base import SPLITS
-from tasks.roles import roles_from_names
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +60,7 @@ class CharLMFamily:
 
 
 @dataclasses.dataclass(frozen=True)
-class CharLM:
+class CharLM(mup.WidthScaledTask):
   """One character-level language-modelling task; see the module docstring."""
 
   family: CharLMFamily
@@ -95,15 +94,6 @@ class CharLM:
                           self.family.eval_windows).astype(jnp.int32)
     loss, accuracy = self._losses(params, self._windows(tokens, starts))
     return {"loss": loss, "accuracy": accuracy}
-
-  def roles(self, params):
-    return roles_from_names(params)
-
-  def lr_multipliers(self, params):
-    """Per-parameter Adam learning-rate factors of ``tasks.mup`` (all 1 under SP)."""
-    base = self.family.at_base_width().task(self.task_params)
-    return mup.lr_multipliers(params, jax.eval_shape(base.init, jax.random.PRNGKey(0)),
-                              self.family.parametrization)
 
   def _losses(self, params, windows: jax.Array) -> tuple[jax.Array, jax.Array]:
     logits = self._model.apply(params, windows[:, :-1])

@@ -17,7 +17,6 @@ import optax
 
 from tasks import datasets, mup, variation
 from tasks.base import SPLITS
-from tasks.roles import roles_from_names
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -62,7 +61,7 @@ class ClassifierFamily:
 
 
 @dataclasses.dataclass(frozen=True)
-class ClassificationTask:
+class ClassificationTask(mup.WidthScaledTask):
   """One classification task; see the module docstring."""
 
   family: ClassifierFamily
@@ -106,15 +105,6 @@ class ClassificationTask:
     labels = jnp.asarray(labels)
     return {"loss": optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(),
             "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels)}
-
-  def roles(self, params):
-    return roles_from_names(params)
-
-  def lr_multipliers(self, params):
-    """Per-parameter Adam learning-rate factors of ``tasks.mup`` (all 1 under SP)."""
-    base = self.family.at_base_width().task(self.task_params)
-    return mup.lr_multipliers(params, jax.eval_shape(base.init, jax.random.PRNGKey(0)),
-                              self.family.parametrization)
 
   def _split(self, split: str):
     if split not in SPLITS:
