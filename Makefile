@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CONFIG ?= configs/quickstart.py
 ARGS ?=
 
-.PHONY: run test install benchmark clean
+.PHONY: run test test-all install benchmark clean
 
 $(BIN)/activate: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ run: install
 	$(BIN)/python -m metatrain --config $(CONFIG) $(ARGS)
 
 test: install
+	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
+
+test-all: install
 	$(BIN)/python -m pytest -q $(ARGS)
 
 benchmark: install
