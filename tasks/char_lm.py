@@ -1,5 +1,8 @@
 """A family of causal character-level Transformer LMs (``tasks.transformer.char_lm``) on a text corpus.
 
+``corpus``, ``data_dir``, ``train_split`` and ``test_split`` make the family's
+``tasks.text.TextData``.
+
 A batch is ``batch_size`` windows of ``sequence_length + 1`` consecutive tokens; the loss is the mean
 next-token cross-entropy ``-1/(B T) sum_{b,t} log p(x_{b,t+1} | x_{b,<=t})`` in nats. A task draws
 ``subset_start`` and ``subset_size`` (``tasks.variation``): its training windows start in that
@@ -34,11 +37,14 @@ class CharLMFamily:
   batch_size: int = 16
   min_subset: float = 1.0
   eval_windows: int = 64
+  data_dir: str = ""
+  train_split: str = "train"
+  test_split: str = "test"
 
   name: ClassVar[str] = "char_lm"
 
   def __post_init__(self):
-    text.check_corpus(self.corpus)
+    _ = self.data  # Building it checks the data settings.
     mup.check_parametrization(self.parametrization)
     for name in ("width", "depth", "num_heads", "base_width", "sequence_length", "batch_size",
                  "eval_windows"):
@@ -47,8 +53,12 @@ class CharLMFamily:
     transformer.check_heads(self.width, self.num_heads, self.base_width)
     variation.check_settings(self.min_subset, 0.0, 1.0)
 
+  @property
+  def data(self) -> text.TextData:
+    return text.TextData(self.corpus, self.data_dir, self.train_split, self.test_split)
+
   def sample(self, key: jax.Array) -> dict[str, jax.Array]:
-    num_windows = len(text.load(self.corpus)["train"]) - self.sequence_length
+    num_windows = len(self.data.tokens()["train"]) - self.sequence_length
     subset = variation.sample(key, num_windows, self.min_subset)
     return {name: subset[name] for name in ("subset_start", "subset_size")}
 
@@ -110,4 +120,4 @@ class CharLM(mup.WidthScaledTask):
   def _split(self, split: str):
     if split not in SPLITS:
       raise ValueError(f"unknown split '{split}'; valid choices: {list(SPLITS)}")
-    return text.load(self.family.corpus)[split]
+    return self.family.data.tokens()[split]

@@ -1,10 +1,11 @@
 """Classification tasks on an in-memory labelled dataset, shared by the MLP, CNN and ViT families.
 
-A family (a subclass of ``ClassifierFamily``) fixes the data set, the network and its sizes; a task
-adds the per-task data variations of ``tasks.variation``. The loss is the mean softmax
-cross-entropy ``-log softmax(f(s * x))[y]`` over a batch, with ``s`` the task's input scale and
-training labels ``y`` noised at the task's rate. ``evaluate`` uses the whole split, the task's input
-scale and the true labels.
+A family (a subclass of ``ClassifierFamily``) fixes the data (``dataset``, ``data_dir``,
+``train_split``, ``test_split``, ``image_size`` and ``image_normalization`` make its
+``tasks.datasets.ImageData``), the network and its sizes; a task adds the per-task data variations
+of ``tasks.variation``. The loss is the mean softmax cross-entropy ``-log softmax(f(s * x))[y]``
+over a batch, with ``s`` the task's input scale and training labels ``y`` noised at the task's
+rate. ``evaluate`` uses the whole split, the task's input scale and the true labels.
 """
 
 import dataclasses
@@ -24,6 +25,11 @@ class ClassifierFamily:
   """Settings shared by classifier families; subclasses add ``network`` and ``at_base_width``."""
 
   dataset: str = "digits"
+  data_dir: str = ""
+  train_split: str = "train"
+  test_split: str = "test"
+  image_size: int = 0
+  image_normalization: str = "unit"
   batch_size: int = 128
   parametrization: str = "sp"
   base_width: int = 32
@@ -32,13 +38,18 @@ class ClassifierFamily:
   input_scale: float = 1.0
 
   def __post_init__(self):
-    datasets.check_dataset(self.dataset)
+    data = self.data  # Building it checks the data settings.
     mup.check_parametrization(self.parametrization)
     for name in ("batch_size", "base_width"):
       if getattr(self, name) < 1:
         raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
     variation.check_settings(self.min_subset, self.label_noise, self.input_scale)
-    self.check_sizes(datasets.INPUT_SHAPES[self.dataset])
+    self.check_sizes(data.input_shape)
+
+  @property
+  def data(self) -> datasets.ImageData:
+    return datasets.ImageData(self.dataset, self.data_dir, self.train_split, self.test_split,
+                              self.image_size, self.image_normalization)
 
   def check_sizes(self, input_shape: tuple[int, ...]) -> None:
     """Raises ``ValueError`` if the network's sizes do not fit ``input_shape``."""
@@ -53,7 +64,7 @@ class ClassifierFamily:
     raise NotImplementedError
 
   def sample(self, key: jax.Array) -> dict[str, jax.Array]:
-    num_train = len(datasets.load(self.dataset)["train"][1])
+    num_train = len(self.data.arrays()["train"][1])
     return variation.sample(key, num_train, self.min_subset, self.label_noise, self.input_scale)
 
   def task(self, task_params: dict) -> "ClassificationTask":
@@ -69,7 +80,7 @@ class ClassificationTask(mup.WidthScaledTask):
 
   @functools.cached_property
   def _data(self):
-    return datasets.load(self.family.dataset)
+    return self.family.data.arrays()
 
   @functools.cached_property
   def _num_classes(self) -> int:
@@ -81,7 +92,7 @@ class ClassificationTask(mup.WidthScaledTask):
         lambda x: self.family.network(x, self._num_classes)))
 
   def init(self, key: jax.Array):
-    return self._model.init(key, jnp.zeros((1,) + datasets.INPUT_SHAPES[self.family.dataset]))
+    return self._model.init(key, jnp.zeros((1,) + self.family.data.input_shape))
 
   def loss(self, params, batch) -> jax.Array:
     logits = self._model.apply(params, batch["inputs"])

@@ -1,35 +1,150 @@
-"""Labelled datasets held in memory as arrays.
+"""Labelled image datasets held in memory as arrays, with explicit preprocessing.
 
-``digits``: scikit-learn's bundled 8x8 handwritten digits (1797 images, 10 classes). It ships inside
-the scikit-learn wheel, so it needs no network. Pixels are scaled from [0, 16] to [0, 1] and images
-kept as ``[8, 8, 1]``; a fixed permutation (seed 0) keeps 20% of the images as the ``test`` split,
-and the training split is stored in that shuffled order (so any contiguous slice of it is a random
-subset).
+Datasets, by name (all have 10 classes):
+
+- ``digits``: scikit-learn's bundled 8x8 handwritten digits (1797 images, pixels in [0, 16]). It
+  ships inside the scikit-learn wheel, so it needs no network. A fixed permutation (seed 0) keeps
+  20% of the images as the ``test`` split and the rest, in that shuffled order, as ``train``.
+- ``mnist``: TFDS ``mnist``, 28x28x1 handwritten digits; splits ``train`` (60000), ``test`` (10000).
+- ``fashion_mnist``: TFDS ``fashion_mnist``, 28x28x1 Zalando clothing images; splits ``train``
+  (60000), ``test`` (10000).
+- ``cifar10``: TFDS ``cifar10``, 32x32x3 colour images; splits ``train`` (50000), ``test`` (10000).
+
+TFDS datasets are read from ``data_dir`` by ``tasks.tfds_data`` (TFDS's own reader, no TensorFlow);
+they must have been prepared there once, as that module describes. Every split is stored in a fixed
+random order, so any contiguous slice of it is a random subset (``tasks.variation`` relies on it).
+
+``ImageData`` names a dataset, the data directory, the dataset splits a task trains (``train``) and
+is evaluated (``test``) on, and the preprocessing, applied once when the data is loaded (and kept
+in memory as float32), in order:
+
+1. ``image_size > 0``: resize to ``image_size x image_size`` (``jax.image.resize``, linear,
+   antialiased when shrinking); ``0`` keeps the dataset's own size;
+2. scale pixels to [0, 1] (divide by the largest pixel value: 16 for digits, 255 otherwise);
+3. ``normalization``: ``"unit"`` stops here; ``"standardize"`` subtracts each channel's mean and
+   divides by its standard deviation, both over the training split.
 """
 
+import dataclasses
 import functools
 
+import jax
 import numpy as np
 
-DATASETS = ("digits",)
-INPUT_SHAPES = {"digits": (8, 8, 1)}  # One example's shape, known without loading the data.
-_TEST_FRACTION = 0.2
+from tasks import tfds_data
 
-
-def check_dataset(name: str) -> None:
-  if name not in DATASETS:
-    raise ValueError(f"unknown dataset '{name}'; valid choices: {list(DATASETS)}")
+IMAGE_NORMALIZATIONS = ("unit", "standardize")
+_DIGITS_TEST_FRACTION = 0.2
+Arrays = tuple[np.ndarray, np.ndarray]  # Images [N, height, width, channels] and labels int32 [N].
 
 
 @functools.lru_cache(maxsize=None)
-def load(name: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-  """Returns ``{split: (inputs float32 [N, ...], labels int32 [N])}`` for ``train`` and ``test``."""
-  check_dataset(name)
+def _digits() -> dict[str, Arrays]:
   from sklearn.datasets import load_digits  # Imported here: only this dataset needs scikit-learn.
   digits = load_digits()
-  inputs = (digits.images[..., None] / 16.0).astype(np.float32)
-  labels = digits.target.astype(np.int32)
-  order = np.random.RandomState(0).permutation(len(labels))
-  num_test = int(round(_TEST_FRACTION * len(labels)))
-  test, train = order[:num_test], order[num_test:]
-  return {"train": (inputs[train], labels[train]), "test": (inputs[test], labels[test])}
+  order = np.random.RandomState(0).permutation(len(digits.target))
+  num_test = int(round(_DIGITS_TEST_FRACTION * len(order)))
+  images, labels = digits.images[..., None], digits.target.astype(np.int32)
+  return {split: (images[index], labels[index])
+          for split, index in (("train", order[num_test:]), ("test", order[:num_test]))}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Source:
+  """Where a dataset comes from and the shape and pixel range of its images."""
+
+  shape: tuple[int, int, int]
+  splits: tuple[str, ...]
+  max_pixel: float
+  tfds_name: str = ""  # Empty for digits, which ships offline.
+
+  def read(self, split: str, data_dir: str) -> Arrays:
+    """The raw images and labels of ``split``."""
+    if not self.tfds_name:
+      return _digits()[split]
+    arrays = tfds_data.read(self.tfds_name, split, data_dir, ("image", "label"))
+    return arrays["image"], arrays["label"].astype(np.int32)
+
+
+SOURCES = {
+    "digits": _Source((8, 8, 1), ("train", "test"), 16.0),
+    "mnist": _Source((28, 28, 1), ("train", "test"), 255.0, "mnist"),
+    "fashion_mnist": _Source((28, 28, 1), ("train", "test"), 255.0, "fashion_mnist"),
+    "cifar10": _Source((32, 32, 3), ("train", "test"), 255.0, "cifar10"),
+}
+DATASETS = tuple(SOURCES)
+
+
+def check_dataset(name: str) -> None:
+  if name not in SOURCES:
+    raise ValueError(f"unknown dataset '{name}'; valid choices: {list(DATASETS)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageData:
+  """A dataset, where it is, which splits a task uses and how they are preprocessed.
+
+  Construction checks every setting and, for a TFDS dataset, that it is prepared in ``data_dir``.
+  """
+
+  name: str = "digits"
+  data_dir: str = ""
+  train_split: str = "train"
+  test_split: str = "test"
+  image_size: int = 0
+  normalization: str = "unit"
+
+  def __post_init__(self):
+    check_dataset(self.name)
+    source = SOURCES[self.name]
+    for setting in ("train_split", "test_split"):
+      if getattr(self, setting) not in source.splits:
+        raise ValueError(f"unknown {setting} '{getattr(self, setting)}' for dataset '{self.name}'; "
+                         f"valid choices: {list(source.splits)}")
+    if not isinstance(self.image_size, int) or self.image_size < 0:
+      raise ValueError(f"image_size must be a positive integer, or 0 to keep the dataset's size, "
+                       f"got {self.image_size}")
+    if self.normalization not in IMAGE_NORMALIZATIONS:
+      raise ValueError(f"unknown image normalization '{self.normalization}'; valid choices: "
+                       f"{list(IMAGE_NORMALIZATIONS)}")
+    if source.tfds_name:
+      tfds_data.check_prepared(source.tfds_name, self.data_dir)
+
+  @property
+  def input_shape(self) -> tuple[int, int, int]:
+    """One preprocessed example's shape, known without loading the data."""
+    height, width, channels = SOURCES[self.name].shape
+    if self.image_size:
+      height = width = self.image_size
+    return height, width, channels
+
+  def arrays(self) -> dict[str, Arrays]:
+    """Returns ``{"train": (inputs float32, labels int32), "test": ...}``, loaded once."""
+    return _preprocessed(self)
+
+
+@functools.lru_cache(maxsize=None)
+def _preprocessed(data: ImageData) -> dict[str, Arrays]:
+  source = SOURCES[data.name]
+  splits = {"train": source.read(data.train_split, data.data_dir),
+            "test": source.read(data.test_split, data.data_dir)}
+  inputs = {split: _resize(images, data.input_shape) / source.max_pixel
+            for split, (images, _) in splits.items()}
+  if data.normalization == "standardize":  # Statistics summed in float64 for accuracy.
+    mean = inputs["train"].mean((0, 1, 2), dtype=np.float64).astype(np.float32)
+    std = inputs["train"].std((0, 1, 2), dtype=np.float64).astype(np.float32)
+    inputs = {split: (x - mean) / std for split, x in inputs.items()}
+  return {split: (inputs[split], labels) for split, (_, labels) in splits.items()}
+
+
+def _resize(images: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+  images = images.astype(np.float32)
+  if images.shape[1:] == shape:
+    return images
+  with jax.ensure_compile_time_eval():  # Data are often first loaded while a jit traces.
+    return np.asarray(jax.image.resize(images, (len(images),) + shape, "linear", antialias=True))
+
+
+def load(name: str, **settings) -> dict[str, Arrays]:
+  """The arrays of ``ImageData(name, **settings)``; ``load("digits")`` is the offline default."""
+  return ImageData(name, **settings).arrays()

@@ -1,4 +1,4 @@
-"""A character-level text corpus built from English text that ships with Python itself.
+"""Character-level text corpora: one that ships with Python itself, and TFDS's Tiny Shakespeare.
 
 ``python_docs`` (about 1.36 million characters with CPython 3.11) is, in this order:
 
@@ -9,20 +9,34 @@
    module, class and function docstrings in source order.
 
 Texts are joined by a blank line. The corpus depends only on the Python version's standard
-library, needs no network and is read in a few seconds once per process. Characters map to a fixed
-vocabulary of ``VOCAB_SIZE = 97`` tokens: 0 for any character outside it, 1 for newline, and
-``2 + ord(c) - 32`` for the printable ASCII characters ``' '..'~'``. The last 10% of the tokens are
-the ``test`` split.
+library, needs no network and is read in a few seconds once per process. The last 10% of the
+tokens are the ``test`` split, the rest ``train``.
+
+``tiny_shakespeare``: TFDS ``tiny_shakespeare``, Karpathy's 1.1 million characters of Shakespeare's
+plays, split by TFDS into ``train`` (the first 90%), ``validation`` (the next 5%) and ``test`` (the
+last 5%), each one text. It is read from ``data_dir`` by ``tasks.tfds_data`` (TFDS's own reader, no
+TensorFlow) and must have been prepared there once, as that module describes.
+
+Characters map to a fixed vocabulary of ``VOCAB_SIZE = 97`` tokens: 0 for any character outside it,
+1 for newline, and ``2 + ord(c) - 32`` for the printable ASCII characters ``' '..'~'``.
+``TextData`` names a corpus, the data directory and the splits a task trains (``train``) and is
+evaluated (``test``) on.
 """
 
 import ast
+import dataclasses
 import functools
 import sysconfig
 from pathlib import Path
 
 import numpy as np
 
-CORPORA = ("python_docs",)
+from tasks import tfds_data
+
+CORPUS_SPLITS = {"python_docs": ("train", "test"),
+                 "tiny_shakespeare": ("train", "validation", "test")}
+CORPORA = tuple(CORPUS_SPLITS)
+TFDS_CORPORA = ("tiny_shakespeare",)
 VOCAB_SIZE = 97
 _TEST_FRACTION = 0.1
 
@@ -71,9 +85,52 @@ def decode(tokens) -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def load(name: str) -> dict[str, np.ndarray]:
-  """Returns ``{split: tokens uint8 [N]}`` for ``train`` and ``test``."""
-  check_corpus(name)
+def _python_docs() -> dict[str, np.ndarray]:
   tokens = encode(python_docs_text())
   num_train = len(tokens) - int(round(_TEST_FRACTION * len(tokens)))
   return {"train": tokens[:num_train], "test": tokens[num_train:]}
+
+
+def _read(name: str, split: str, data_dir: str) -> np.ndarray:
+  """The tokens of ``split`` of corpus ``name``; a TFDS split's texts are joined by a blank line."""
+  if name not in TFDS_CORPORA:
+    return _python_docs()[split]
+  texts = tfds_data.read(name, split, data_dir, ("text",))["text"]
+  return encode("\n\n".join(t.decode("utf-8") for t in texts))
+
+
+@dataclasses.dataclass(frozen=True)
+class TextData:
+  """A corpus, where it is and which splits a task uses.
+
+  Construction checks every setting and, for a TFDS corpus, that it is prepared in ``data_dir``.
+  """
+
+  name: str = "python_docs"
+  data_dir: str = ""
+  train_split: str = "train"
+  test_split: str = "test"
+
+  def __post_init__(self):
+    check_corpus(self.name)
+    for setting in ("train_split", "test_split"):
+      if getattr(self, setting) not in CORPUS_SPLITS[self.name]:
+        raise ValueError(f"unknown {setting} '{getattr(self, setting)}' for corpus '{self.name}'; "
+                         f"valid choices: {list(CORPUS_SPLITS[self.name])}")
+    if self.name in TFDS_CORPORA:
+      tfds_data.check_prepared(self.name, self.data_dir)
+
+  def tokens(self) -> dict[str, np.ndarray]:
+    """Returns ``{"train": tokens uint8 [N], "test": ...}``, read once."""
+    return _tokens(self)
+
+
+@functools.lru_cache(maxsize=None)
+def _tokens(data: TextData) -> dict[str, np.ndarray]:
+  return {"train": _read(data.name, data.train_split, data.data_dir),
+          "test": _read(data.name, data.test_split, data.data_dir)}
+
+
+def load(name: str, **settings) -> dict[str, np.ndarray]:
+  """The tokens of ``TextData(name, **settings)``; ``load("python_docs")`` needs no files."""
+  return TextData(name, **settings).tokens()

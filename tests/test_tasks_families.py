@@ -145,11 +145,12 @@ def test_every_registered_family_is_a_frozen_dataclass_built_by_name():
 
 @pytest.mark.parametrize("make, message", [
     (lambda: tasks.MLPClassifierFamily(dataset="imagenet"),
-     r"unknown dataset 'imagenet'; valid choices: \['digits'\]"),
+     r"unknown dataset 'imagenet'; valid choices: "
+     r"\['digits', 'mnist', 'fashion_mnist', 'cifar10'\]"),
     (lambda: tasks.CNNClassifierFamily(parametrization="ntk"),
      r"unknown parametrization 'ntk'; valid choices: \['sp', 'mup'\]"),
     (lambda: tasks.CharLMFamily(corpus="shakespeare"),
-     r"unknown text corpus 'shakespeare'; valid choices: \['python_docs'\]"),
+     r"unknown text corpus 'shakespeare'; valid choices: \['python_docs', 'tiny_shakespeare'\]"),
     (lambda: tasks.TeacherFamily(kind="ranking"),
      r"unknown teacher kind 'ranking'; valid choices: \['regression', 'classification'\]"),
     (lambda: tasks.ViTClassifierFamily(patch_size=3),
