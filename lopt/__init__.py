@@ -5,6 +5,10 @@
     opt_state = tx.init(params)
     updates, opt_state = tx.update(grads, opt_state, params, value=loss)
 
+``lopt.pretrained(name)`` loads an optimizer shipped in ``checkpoints/`` by name
+(``lopt.pretrained_names()``). μP-aware optimizers (``"mu_mlp"``, ``"mu_adafac_mlp"``) read the
+parameters' roles: pass ``roles=`` (e.g. ``Task.roles(params)``) or let ``lopt.infer_roles`` guess.
+
 Hand-designed baselines (Adam, AdamW, Lion, SGD with momentum, Adafactor) with warmup + cosine
 schedules come from ``lopt.make_baseline``; ``lopt.search_space`` gives the grids to tune them on.
 """
@@ -14,9 +18,15 @@ from lopt.base import LearnedOptimizer
 from lopt.baselines import BASELINES, learning_rate_schedule, make_baseline, search_space
 from lopt.checkpoint import CheckpointError, load, load_meta_params, read_card, save
 from lopt.mlp_lopt import MLPLOpt, MLPLOptState
+from lopt.mu_lopt import MuAdafacMLPLOpt, MuLOptState, MuMLPLOpt
 from lopt.optax_export import as_optax
+from lopt.shipped import pretrained, pretrained_names
 from lopt.registry import ARCHITECTURES, make
+from lopt.roles import ROLES, infer_roles
+from lopt.velo_lopt import VeLOLOpt, VeLOLOptState
 
 __all__ = ["ARCHITECTURES", "AdafacMLPLOpt", "AdafacMLPLOptState", "BASELINES", "CheckpointError",
            "LearnedOptimizer", "MLPLOpt", "MLPLOptState", "as_optax", "learning_rate_schedule",
-           "load", "load_meta_params", "make", "make_baseline", "read_card", "save", "search_space"]
+           "load", "load_meta_params", "make", "make_baseline", "read_card", "save", "search_space",
+           "VeLOLOpt", "VeLOLOptState", "MuAdafacMLPLOpt", "MuLOptState", "MuMLPLOpt",
+           "ROLES", "infer_roles", "pretrained", "pretrained_names"]

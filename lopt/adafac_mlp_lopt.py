@@ -99,8 +99,8 @@ class AdafacMLPLOpt:
     return per_param_mlp.init(key, self.num_features, self.hidden_size, self.num_hidden_layers,
                               self._adam_feature_index)
 
-  def init(self, theta, params, num_steps) -> AdafacMLPLOptState:
-    del theta
+  def init(self, theta, params, num_steps, roles=None) -> AdafacMLPLOptState:
+    del theta, roles  # This architecture does not scale its updates by role.
     return AdafacMLPLOptState(
         momenta=jax.tree.map(lambda p: init_momenta(p, len(self.momentum_decays)), params),
         second_moments=jax.tree.map(

@@ -3,8 +3,12 @@
 A learned optimizer (LO) is a pair of pure functions of arrays, parametrised by meta-parameters
 ``theta``, in the spirit of an optax ``GradientTransformation``:
 
-    opt_state            = lopt.init(theta, params, num_steps)
+    opt_state            = lopt.init(theta, params, num_steps, roles)
     (updates, opt_state) = lopt.update(theta, opt_state, grads, params, loss)
+
+``roles`` is ``None`` or a pytree like ``params`` of role strings (``"input" | "hidden" | "output" |
+"vector"``, ``lopt.roles``) for architectures that scale their updates by role (μLO); the others
+ignore it. Whatever they read from it is kept in ``opt_state`` as arrays.
 
 ``updates`` are *added* to the parameters (``optax.apply_updates``), as in optax. The LO object holds
 static configuration only (sizes, decays, constants): every array lives in ``theta`` or ``opt_state``,
@@ -29,8 +33,10 @@ class LearnedOptimizer(Protocol):
   def init_meta_params(self, key: jax.Array) -> MetaParams:
     """Returns meta-parameters ``theta`` for this architecture."""
 
-  def init(self, theta: MetaParams, params: Params, num_steps: int) -> OptState:
-    """Returns the optimizer state for ``params`` for a training of ``num_steps`` steps."""
+  def init(self, theta: MetaParams, params: Params, num_steps: int,
+           roles: Params | None = None) -> OptState:
+    """Returns the optimizer state for ``params`` (with ``roles``, or none) for a training of
+    ``num_steps`` steps."""
 
   def update(self, theta: MetaParams, opt_state: OptState, grads: Params, params: Params,
              loss: jax.Array | float | None = None) -> tuple[Params, OptState]:

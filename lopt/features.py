@@ -39,3 +39,30 @@ def mlp_inputs(features: jax.Array, time: jax.Array) -> jax.Array:
   features = rms_normalise(features)
   return jnp.concatenate(
       [features, jnp.broadcast_to(time, features.shape[:-1] + time.shape)], axis=-1)
+
+
+def moment_features(p: jax.Array, g: jax.Array, momenta: jax.Array,
+                    second_moments: jax.Array) -> jax.Array:
+  """The per-parameter features of a float32 parameter ``p`` and gradient ``g``, momenta ``m``
+  (shape ``(K,) + p.shape``) and second moments ``v`` (shape ``(D,) + p.shape``), stacked on a new
+  last axis:
+
+      [p, g, m_1..m_K, sqrt(v_1)..sqrt(v_D), g / sqrt(v_1)..g / sqrt(v_D),
+       m_1 / sqrt(v_D)..m_K / sqrt(v_D)]
+
+  (``EPS`` is added to ``v`` inside the roots, which also keeps d sqrt / dv finite at ``v = 0``).
+  """
+  rsqrt_v = jax.lax.rsqrt(second_moments + EPS)
+  return jnp.stack([p, g, *momenta, *jnp.sqrt(second_moments + EPS), *(g * rsqrt_v),
+                    *(momenta * rsqrt_v[-1])], axis=-1)
+
+
+def num_moment_features(num_momenta: int, num_second_moments: int) -> int:
+  """The length of the ``moment_features`` vector."""
+  return 2 + 2 * num_momenta + 2 * num_second_moments
+
+
+def adam_feature_index(num_momenta: int, num_second_moments: int) -> int:
+  """The index of ``m_1 / sqrt(v_D)`` (the normalised momentum-Adam direction) in
+  ``moment_features``."""
+  return 2 + num_momenta + 2 * num_second_moments

@@ -83,8 +83,8 @@ class MLPLOpt:
     return per_param_mlp.init(key, self.num_features, self.hidden_size, self.num_hidden_layers,
                               self._adam_feature_index)
 
-  def init(self, theta, params, num_steps) -> MLPLOptState:
-    del theta
+  def init(self, theta, params, num_steps, roles=None) -> MLPLOptState:
+    del theta, roles  # This architecture does not scale its updates by role.
     zeros = lambda p: jnp.zeros(p.shape, jnp.float32)
     return MLPLOptState(
         momenta=jax.tree.map(lambda p: init_momenta(p, len(self.momentum_decays)), params),

@@ -2,11 +2,11 @@
 
 import optax
 
-from lopt.base import LearnedOptimizer, MetaParams
+from lopt.base import LearnedOptimizer, MetaParams, Params
 
 
-def as_optax(lopt: LearnedOptimizer, theta: MetaParams,
-             num_steps: int) -> optax.GradientTransformationExtraArgs:
+def as_optax(lopt: LearnedOptimizer, theta: MetaParams, num_steps: int,
+             roles: Params | None = None) -> optax.GradientTransformationExtraArgs:
   """Returns ``lopt`` with meta-parameters ``theta`` as an optax transformation.
 
   ``num_steps`` is the length of the training the optimizer plans for (its progress features read
@@ -16,12 +16,15 @@ def as_optax(lopt: LearnedOptimizer, theta: MetaParams,
   ``optax.GradientTransformationExtraArgs`` does) for architectures that read it. Its state is a
   pytree of arrays, so it checkpoints and shards like the parameters, and it composes with
   ``optax.chain`` (clipping, weight decay, a schedule through ``optax.scale_by_schedule``).
+
+  ``roles`` is a pytree like the parameters of role strings (``lopt.roles``) for μP-aware
+  architectures (μLO), which infer them from the parameters when it is ``None``; others ignore it.
   """
   if isinstance(num_steps, int) and num_steps < 1:
     raise ValueError(f"num_steps must be a positive number of training steps, got {num_steps}")
 
   def init_fn(params):
-    return lopt.init(theta, params, num_steps)
+    return lopt.init(theta, params, num_steps, roles)
 
   def update_fn(updates, state, params=None, *, value=None, **extra_args):
     del extra_args

@@ -6,8 +6,11 @@ from typing import Any
 from lopt.adafac_mlp_lopt import AdafacMLPLOpt
 from lopt.base import LearnedOptimizer
 from lopt.mlp_lopt import MLPLOpt
+from lopt.mu_lopt import MuAdafacMLPLOpt, MuMLPLOpt
+from lopt.velo_lopt import VeLOLOpt
 
-ARCHITECTURES: dict[str, type] = {cls.name: cls for cls in (MLPLOpt, AdafacMLPLOpt)}
+ARCHITECTURES: dict[str, type] = {cls.name: cls for cls in (MLPLOpt, AdafacMLPLOpt, VeLOLOpt,
+                                                             MuMLPLOpt, MuAdafacMLPLOpt)}
 
 
 def make(name: str, **hyperparameters: Any) -> LearnedOptimizer:

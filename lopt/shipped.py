@@ -1,0 +1,42 @@
+"""Pretrained learned optimizers shipped with the project, by name.
+
+Each is a directory of the repository's top-level ``checkpoints/`` folder written by ``lopt.save``
+(a ``card.json`` and its meta-parameters); its name is the directory's name:
+
+    tx = lopt.pretrained("<name>", num_steps=1000)     # what lopt.load returns
+    lopt.pretrained_names()                            # what ships
+
+``directory=`` reads another folder laid out the same way (a user's own collection, or a test's).
+"""
+
+import os
+from pathlib import Path
+
+import optax
+
+from lopt.base import Params
+from lopt.checkpoint import CARD_FILE, load
+
+CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
+
+
+def pretrained_names(directory: str | os.PathLike | None = None) -> list[str]:
+  """The names of the optimizers in ``directory`` (default ``CHECKPOINTS``), sorted."""
+  directory = Path(CHECKPOINTS if directory is None else directory)
+  if not directory.is_dir():
+    return []
+  return sorted(entry.name for entry in directory.iterdir() if (entry / CARD_FILE).is_file())
+
+
+def pretrained(name: str, num_steps: int | None = None, roles: Params | None = None,
+               directory: str | os.PathLike | None = None) -> optax.GradientTransformationExtraArgs:
+  """The optimizer ``name`` of ``directory`` (default ``CHECKPOINTS``) as ``lopt.load`` gives it.
+
+  Raises ``ValueError`` listing the shipped names when ``name`` is not one of them.
+  """
+  directory = Path(CHECKPOINTS if directory is None else directory)
+  names = pretrained_names(directory)
+  if name not in names:
+    shipped = f"valid names: {names}" if names else "none ship yet"
+    raise ValueError(f"unknown pretrained learned optimizer '{name}' in {directory}; {shipped}")
+  return load(directory / name, num_steps, roles)
