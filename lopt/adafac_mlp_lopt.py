@@ -43,7 +43,8 @@ import jax.numpy as jnp
 from lopt import per_param_mlp
 from lopt.accumulators import (init_momenta, init_second_moments, update_momenta,
                                update_second_moments)
-from lopt.features import EPS, mlp_inputs, time_features
+from lopt.features import (adam_feature_index, mlp_inputs, moment_features,
+                           num_moment_features, time_features)
 from lopt.tree_utils import map_leaves
 
 
@@ -81,8 +82,8 @@ class AdafacMLPLOpt:
 
   @property
   def num_features(self) -> int:
-    k, d = len(self.momentum_decays), len(self.second_moment_decays)
-    return 2 + 2 * k + 2 * d + len(self.time_scales)
+    return (num_moment_features(len(self.momentum_decays), len(self.second_moment_decays))
+            + len(self.time_scales))
 
   @property
   def flops_per_parameter(self) -> int:
@@ -93,7 +94,7 @@ class AdafacMLPLOpt:
   @property
   def _adam_feature_index(self) -> int:
     """Index of ``m_1 / sqrt(v_D)`` in the feature vector."""
-    return 2 + len(self.momentum_decays) + 2 * len(self.second_moment_decays)
+    return adam_feature_index(len(self.momentum_decays), len(self.second_moment_decays))
 
   def init_meta_params(self, key: jax.Array) -> per_param_mlp.MLPParams:
     return per_param_mlp.init(key, self.num_features, self.hidden_size, self.num_hidden_layers,
@@ -116,9 +117,7 @@ class AdafacMLPLOpt:
       g32 = g.astype(jnp.float32)
       m = update_momenta(m, g32, self.momentum_decays)
       moments, v = update_second_moments(moments, jnp.square(g32), self.second_moment_decays)
-      rsqrt_v = jax.lax.rsqrt(v + EPS)  # EPS also keeps d sqrt / dv finite for backprop at v = 0.
-      features = jnp.stack([p.astype(jnp.float32), g32, *m, *jnp.sqrt(v + EPS), *(g32 * rsqrt_v),
-                            *(m * rsqrt_v[-1])], axis=-1)
+      features = moment_features(p.astype(jnp.float32), g32, m, v)
       out = per_param_mlp.apply(theta, mlp_inputs(features, time))
       step = per_param_mlp.update_from_output(out, self.step_mult, self.exp_mult)
       return step.astype(p.dtype), m, moments

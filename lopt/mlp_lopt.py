@@ -33,7 +33,8 @@ import jax.numpy as jnp
 
 from lopt import per_param_mlp
 from lopt.accumulators import init_momenta, update_momenta
-from lopt.features import EPS, mlp_inputs, time_features
+from lopt.features import (adam_feature_index, mlp_inputs, moment_features,
+                           num_moment_features, time_features)
 from lopt.tree_utils import map_leaves
 
 
@@ -66,7 +67,7 @@ class MLPLOpt:
 
   @property
   def num_features(self) -> int:
-    return 4 + 2 * len(self.momentum_decays) + len(self.time_scales)
+    return num_moment_features(len(self.momentum_decays), 1) + len(self.time_scales)
 
   @property
   def flops_per_parameter(self) -> int:
@@ -77,7 +78,7 @@ class MLPLOpt:
   @property
   def _adam_feature_index(self) -> int:
     """Index of ``m_1 / sqrt(v)`` in the feature vector."""
-    return 4 + len(self.momentum_decays)
+    return adam_feature_index(len(self.momentum_decays), 1)
 
   def init_meta_params(self, key: jax.Array) -> per_param_mlp.MLPParams:
     return per_param_mlp.init(key, self.num_features, self.hidden_size, self.num_hidden_layers,
@@ -101,9 +102,7 @@ class MLPLOpt:
       g32 = g.astype(jnp.float32)
       m = update_momenta(m, g32, self.momentum_decays)
       v = beta_v * v + (1 - beta_v) * jnp.square(g32)
-      rsqrt_v = jax.lax.rsqrt(v + EPS)
-      features = jnp.stack([p.astype(jnp.float32), g32, *m, jnp.sqrt(v + EPS), g32 * rsqrt_v,
-                            *(m * rsqrt_v)], axis=-1)
+      features = moment_features(p.astype(jnp.float32), g32, m, v[None])
       out = per_param_mlp.apply(theta, mlp_inputs(features, time))
       step = per_param_mlp.update_from_output(out, self.step_mult, self.exp_mult)
       return step.astype(p.dtype), m, v
