@@ -1,7 +1,7 @@
 """Meta-train on a mixture of offline task families: digits MLPs, digits CNNs and character LMs.
 
-Run with ``python -m metatrain --config configs/mixture.py`` once metatrain builds mixtures; every
-value can be overridden on the command line, e.g. ``--config.task.members.cnn.width=32``.
+Run with ``python -m metatrain --config configs/mixture.py``; every value can be overridden on the
+command line, e.g. ``--config.task.members.cnn.width=32``.
 ``config.task`` names the mixture; each member group gives a registered family ``name``, its
 ``weight`` (its share of the population, apportioned by ``tasks.Mixture.slice_sizes``) and the
 family's settings. ``tasks.make_mixture(config.task.members)`` builds it.
@@ -30,9 +30,12 @@ def get_config() -> ConfigDict:
   ))))
   # The learned optimizer: a small_fc_lopt-style per-parameter MLP.
   config.lopt = ConfigDict(dict(name="mlp", hidden_size=32, num_hidden_layers=2))
-  # Antithetic truncated ES; the population is shared among the members by weight.
+  # Antithetic truncated ES; the population is shared among the members by weight (4 each). Each
+  # training lasts 100 to 200 steps, and losses are divided by the task's initial loss so that
+  # members of different loss scales weigh alike in the meta-loss.
   config.estimator = ConfigDict(dict(name="truncated_es", population=12, unroll_length=20,
-                                     horizon=200, sigma=0.01, loss_clip=10.0))
+                                     horizon=200, min_horizon=100, sigma=0.01, loss_clip=10.0,
+                                     meta_loss="train", normalization="relative", remat=False))
   # The meta-optimizer: Adam on theta, with the meta-gradient clipped by global norm.
   config.outer = ConfigDict(dict(steps=1000, learning_rate=3e-3, max_grad_norm=1.0))
   config.checkpoint_every = 50
@@ -40,5 +43,6 @@ def get_config() -> ConfigDict:
   # Evaluation on held-out task seeds of every member against Adam tuned on a log grid.
   config.eval = ConfigDict(dict(num_seeds=8, adam_learning_rates=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2,
                                                                    3e-2, 1e-1)))
+  config.distributed = ConfigDict(dict(coordinator_address="", num_processes=1, process_id=0))
   config.wandb = ConfigDict(dict(enabled=True, project="learned-optimizers"))
   return config

@@ -13,15 +13,23 @@ def get_config() -> ConfigDict:
   config.seed = 0
 
   # The meta-training task distribution: MLP classifiers on scikit-learn's bundled digits.
+  # Other datasets: mnist | fashion_mnist | cifar10 from TensorFlow Datasets prepared in data_dir
+  # ("" = $TFDS_DATA_DIR or ~/tensorflow_datasets), resized to image_size (0 = native) and
+  # normalised (unit: [0, 1] | standardize: per channel, from the training split).
   config.task = ConfigDict(dict(name="mlp_classifier", dataset="digits", hidden_sizes=(32,),
-                                batch_size=128))
+                                batch_size=128, data_dir="", image_size=0,
+                                image_normalization="unit", train_split="train",
+                                test_split="test"))
   # The learned optimizer: a small_fc_lopt-style per-parameter MLP.
   config.lopt = ConfigDict(dict(name="mlp", hidden_size=32, num_hidden_layers=2))
   # The meta-gradient estimator (truncated_es | pes | tbptt | full_es) over a population of inner
-  # trainings of `horizon` steps cut into unrolls; meta_loss: train | held_out; remat: tbptt only.
+  # trainings of `horizon` steps cut into unrolls (min_horizon > 0: each training's length is drawn
+  # from the multiples of unroll_length in [min_horizon, horizon]); meta_loss: train | held_out,
+  # normalised per task by its initial loss (normalization: none | relative | log_relative);
+  # remat: tbptt only.
   config.estimator = ConfigDict(dict(name="truncated_es", population=16, unroll_length=20,
-                                     horizon=200, sigma=0.01, loss_clip=10.0, meta_loss="train",
-                                     remat=False))
+                                     horizon=200, min_horizon=0, sigma=0.01, loss_clip=10.0,
+                                     meta_loss="train", normalization="none", remat=False))
   # The meta-optimizer: Adam on theta, with the meta-gradient clipped by global norm.
   config.outer = ConfigDict(dict(steps=1000, learning_rate=3e-3, max_grad_norm=1.0))
   config.checkpoint_every = 50

@@ -26,7 +26,14 @@ class ConfigError(ValueError):
 
 
 def load_config(path: str | os.PathLike) -> ConfigDict:
-  """Imports ``path`` and returns its ``get_config()``."""
+  """Imports the config file and returns its ``get_config()``.
+
+  ``path`` may end in ``:<argument>`` (``configs/width_mixture.py:sp``), as with ml_collections'
+  config flags: the argument string is passed to ``get_config``.
+  """
+  path, argument = str(path), None
+  if not os.path.isfile(path) and ":" in path:
+    path, argument = path.rsplit(":", 1)
   if not os.path.isfile(path):
     raise ConfigError(f"config file '{path}' does not exist")
   spec = importlib.util.spec_from_file_location("experiment_config", path)
@@ -34,7 +41,12 @@ def load_config(path: str | os.PathLike) -> ConfigDict:
   spec.loader.exec_module(module)
   if not hasattr(module, "get_config"):
     raise ConfigError(f"config file '{path}' defines no get_config()")
-  return module.get_config()
+  if argument is None:
+    return module.get_config()
+  try:
+    return module.get_config(argument)
+  except (TypeError, ValueError) as e:
+    raise ConfigError(f"config file '{path}' cannot take the argument '{argument}': {e}") from None
 
 
 def _parse_value(text: str, current: Any, key: str) -> Any:
@@ -85,12 +97,14 @@ def apply_overrides(config: ConfigDict, overrides: list[str]) -> ConfigDict:
   return config
 
 
-def _build(registry: dict[str, type], make, group: ConfigDict, what: str):
+def _build(registry: dict[str, type], make, group: ConfigDict, what: str,
+           extra_names: list[str] = ()):
   """Builds ``make(name, **rest of group)`` after checking the name and keyword arguments."""
   settings = dict(group)
   name = settings.pop("name", None)
   if name not in registry:
-    raise ConfigError(f"unknown {what} '{name}'; valid choices: {sorted(registry)}")
+    raise ConfigError(f"unknown {what} '{name}'; valid choices: "
+                      f"{sorted([*registry, *extra_names])}")
   fields = {f.name for f in dataclasses.fields(registry[name])}
   unknown = sorted(set(settings) - fields)
   if unknown:
@@ -101,8 +115,41 @@ def _build(registry: dict[str, type], make, group: ConfigDict, what: str):
     raise ConfigError(f"bad settings for {what} '{name}': {e}") from None
 
 
-def build_task_family(config: ConfigDict) -> tasks.TaskFamily:
-  return _build(tasks.FAMILIES, tasks.make_family, config.task, "task family")
+def build_task_family(config: ConfigDict) -> tasks.TaskFamily | tasks.Mixture:
+  """The task family of ``config.task``, or a ``tasks.Mixture`` when its name is ``mixture``."""
+  if config.task.get("name") != tasks.MIXTURE:
+    return _build(tasks.FAMILIES, tasks.make_family, config.task, "task family",
+                  extra_names=[tasks.MIXTURE])
+  _require(set(config.task.keys()) == {"name", "members"} and config.task.members,
+           "a mixture task group holds 'name' and 'members' ({member: {name, weight, settings}}), "
+           f"got keys {sorted(config.task.keys())}")
+  for member, settings in config.task.members.items():
+    _require(isinstance(settings, ConfigDict) and "weight" in settings,
+             f"mixture member '{member}' needs a group with a 'weight' and a family 'name'")
+    group = ConfigDict({k: v for k, v in settings.items() if k != "weight"})
+    _build(tasks.FAMILIES, tasks.make_family, group, f"task family of mixture member '{member}'")
+  try:
+    return tasks.make_mixture(config.task.members.to_dict())
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+
+
+def population_slice_sizes(config: ConfigDict) -> tuple[int, ...]:
+  """How many tasks of the population each mixture member runs (one slice without a mixture)."""
+  family, population = build_task_family(config), config.estimator.population
+  if isinstance(family, tasks.Mixture):
+    try:
+      return family.slice_sizes(population)
+    except ValueError as e:
+      raise ConfigError(str(e)) from None
+  return (population,)
+
+
+def family_members(family) -> list[tuple[str, tasks.TaskFamily]]:
+  """``[(name, family)]`` for each member of a mixture, or ``[(family.name, family)]``."""
+  if isinstance(family, tasks.Mixture):
+    return list(zip(family.names, family.families))
+  return [(family.name, family)]
 
 
 def build_lopt(config: ConfigDict) -> lopt.LearnedOptimizer:
@@ -132,6 +179,17 @@ def validate(config: ConfigDict) -> None:
            f"config.estimator.horizon ({est.horizon}) must be a multiple of unroll_length "
            f"({est.unroll_length})")
   _require(est.sigma > 0, f"config.estimator.sigma must be > 0, got {est.sigma}")
+  population_slice_sizes(config)
+  _require(est.min_horizon == 0 or est.unroll_length <= est.min_horizon <= est.horizon,
+           f"config.estimator.min_horizon ({est.min_horizon}) must be 0 (every training lasts "
+           f"the horizon) or between unroll_length ({est.unroll_length}) and horizon "
+           f"({est.horizon})")
+  _require(est.name != "full_es" or est.min_horizon in (0, est.horizon),
+           "the full_es estimator trains whole horizons of one length: set "
+           "config.estimator.min_horizon=0")
+  _require(est.normalization in tasks.NORMALIZATIONS,
+           f"unknown loss normalization '{est.normalization}'; valid choices: "
+           f"{list(tasks.NORMALIZATIONS)}")
   _require(est.meta_loss in META_LOSSES,
            f"unknown meta_loss '{est.meta_loss}'; valid choices: {list(META_LOSSES)}")
   _require(config.outer.steps >= 1, f"config.outer.steps must be >= 1, got {config.outer.steps}")

@@ -1,22 +1,54 @@
-"""Evaluation: train held-out tasks with an optax transformation and with Adam tuned on a grid.
+"""Evaluation: a learned optimizer against hand-designed baselines tuned per task, on task suites.
 
-``train_population`` trains one task per key with any optax transformation (a loaded learned
-optimizer included) in one ``vmap``-ed, ``jit``-ed program and returns the loss curves and the final
-metrics on every split. ``tune_adam`` runs the same tasks with Adam at every learning rate of a log
-grid (one more ``vmap`` axis) and keeps the learning rate with the lowest mean final training loss.
+    python -m metatrain.evaluate --optimizer runs/quickstart/optimizer --suite width
+    python -m metatrain.evaluate --config configs/eval_quickstart.py --config.seeds=5
+
+Read top to bottom. ``train_population`` trains one task per key with any optax transformation in
+one ``vmap``-ed, ``jit``-ed program and returns the loss curves and the final metrics on every
+split; ``run_grid`` adds a ``vmap`` axis over a hyperparameter. ``tune_baseline`` runs a baseline of
+``lopt`` at every point of its grid on the same tasks and keeps the point with the lowest mean (over
+tasks) final training loss; a diverged run (non-finite loss) never wins. ``evaluate_task`` runs one
+optimizer on one task of a suite (``metatrain.suites``): the learned optimizer is loaded with its
+``num_steps`` set to the task's step budget, and every optimizer trains the same held-out tasks
+(``eval_keys``: same task draws, initialisations and batches). ``run`` evaluates every (task,
+optimizer) pair of a suite into a workdir, writing each pair's result atomically as JSON so that a
+killed evaluation started again with the same settings skips the finished pairs, then writes the
+report (``metatrain.eval_report``). ``main`` is the command line.
+
+Workdir: ``evaluation.json`` (the settings, the optimizer's card and the suite's tasks; another
+evaluation's workdir is refused unless ``--overwrite``), ``runs/<task>/<optimizer>.json``, and the
+report files of ``metatrain.eval_report``.
 """
 
-from typing import Any
+import argparse
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from ml_collections import ConfigDict
+from tqdm import tqdm
 
+import lopt
+from lopt import shipped
+from lopt.checkpoint import CARD_FILE
+from metatrain import eval_report, suites
+from metatrain.config import ConfigError, OVERRIDE_PREFIX, apply_overrides, load_config
 from metatrain.unroll import init_inner_state, unroll
 from tasks import SPLITS, TaskFamily
 
 EVAL_SEED_OFFSET = 1_000_003  # Evaluation tasks use seeds far from the meta-training seeds.
+LEARNED = "learned"  # The learned optimizer's name among the optimizers of an evaluation.
+REFERENCE = "adamw"  # The tuned baseline the learned optimizer is scored against.
+CONFIG_FILE = "evaluation.json"
+RUNS_DIR = "runs"
+MAX_CURVE_POINTS = 250  # Stored loss curves average the per-step losses over at most 250 windows.
 
 
 def eval_keys(seed: int, num_seeds: int) -> jax.Array:
@@ -26,7 +58,7 @@ def eval_keys(seed: int, num_seeds: int) -> jax.Array:
 
 def _train_one(family: TaskFamily, tx: optax.GradientTransformationExtraArgs, key: jax.Array,
                num_steps: int) -> dict[str, jax.Array]:
-  state = init_inner_state(family, tx, key)
+  state = init_inner_state(family, tx, key, num_steps)
   state, losses = unroll(family, tx, state, num_steps)
   task = family.task(state.task_params)
   final = {f"{split}_{name}": value for split in SPLITS
@@ -41,25 +73,281 @@ def train_population(family: TaskFamily, tx: optax.GradientTransformationExtraAr
   return jax.tree.map(np.asarray, run(keys))
 
 
+def run_grid(family: TaskFamily, make_tx: Callable[[jax.Array], optax.GradientTransformation],
+             values, keys: jax.Array, num_steps: int) -> dict[str, np.ndarray]:
+  """Trains every task with ``make_tx(v)`` for every ``v`` of ``values`` in one program; arrays
+  have the values, then the keys, as leading axes."""
+  run_at = lambda v: jax.vmap(lambda k: _train_one(family, make_tx(v), k, num_steps))(keys)
+  return jax.tree.map(np.asarray, jax.jit(jax.vmap(run_at))(jnp.asarray(values)))
+
+
+def _select(final_train_losses: np.ndarray) -> tuple[list[float], int]:
+  """Mean over tasks of each grid point's final training loss (inf if any diverged) and the best."""
+  score = np.nan_to_num(final_train_losses.mean(axis=1), nan=np.inf)
+  return score.tolist(), int(np.argmin(score))
+
+
 def tune_adam(family: TaskFamily, keys: jax.Array, num_steps: int,
               learning_rates: tuple[float, ...]) -> dict[str, Any]:
-  """Runs Adam at every learning rate on every task; returns the grid and the best run.
-
-  The best learning rate minimises the mean (over tasks) final training loss; a diverged run
-  (non-finite loss) never wins.
-  """
-  def run_at(learning_rate):
-    return jax.vmap(lambda k: _train_one(family, optax.adam(learning_rate), k, num_steps))(keys)
-
-  grid = jax.tree.map(np.asarray, jax.jit(jax.vmap(run_at))(jnp.asarray(learning_rates)))
-  score = np.nan_to_num(grid["train_loss"].mean(axis=1), nan=np.inf)
-  best = int(np.argmin(score))
-  return {"learning_rates": list(learning_rates), "mean_final_train_loss": score.tolist(),
+  """Runs Adam (constant learning rate) at every learning rate on every task; returns the grid and
+  the best run (selected as in ``tune_baseline``)."""
+  grid = run_grid(family, optax.adam, learning_rates, keys, num_steps)
+  score, best = _select(grid["train_loss"])
+  return {"learning_rates": list(learning_rates), "mean_final_train_loss": score,
           "best_learning_rate": learning_rates[best],
           "best": jax.tree.map(lambda a: a[best], grid)}
 
 
-def summarize(results: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
-  """Mean and standard deviation over tasks of every final metric."""
-  return {name: {"mean": float(np.mean(value)), "std": float(np.std(value))}
-          for name, value in results.items() if name != "losses"}
+def tune_baseline(family: TaskFamily, keys: jax.Array, num_steps: int, name: str,
+                  points: list[dict[str, float]], warmup_fraction: float = 0.05,
+                  schedule: str = "warmup_cosine") -> dict[str, Any]:
+  """Runs the baseline ``name`` at every point of ``points`` (keyword arguments of
+  ``lopt.make_baseline``, as ``lopt.search_space`` gives them) on every task.
+
+  Returns ``grid`` (each point with its ``mean_final_train_loss``), the ``best`` point and its
+  ``runs``. Points that differ only in learning rate share one program with the learning rate as a
+  ``vmap`` axis: the baseline is built with learning rate 1 and its update multiplied by the
+  learning rate, the same update since the schedule is linear in its peak value.
+  """
+  groups: dict[tuple, list[float]] = {}
+  for point in points:
+    rest = tuple(sorted((k, v) for k, v in point.items() if k != "learning_rate"))
+    groups.setdefault(rest, []).append(point["learning_rate"])
+  grid, runs = [], []
+  for rest, learning_rates in groups.items():
+    base = lopt.make_baseline(name, 1.0, num_steps, warmup_fraction=warmup_fraction,
+                              schedule=schedule, **dict(rest))
+    group = run_grid(family, lambda lr: optax.chain(base, optax.scale(lr)), learning_rates, keys,
+                     num_steps)
+    for i, learning_rate in enumerate(learning_rates):
+      grid.append({"learning_rate": learning_rate, **dict(rest)})
+      runs.append(jax.tree.map(lambda a: a[i], group))
+  score, best = _select(np.stack([r["train_loss"] for r in runs]))
+  for point, loss in zip(grid, score):
+    point["mean_final_train_loss"] = loss if np.isfinite(loss) else None
+  hyperparameters = {k: v for k, v in grid[best].items() if k != "mean_final_train_loss"}
+  return {"grid": grid, "best": hyperparameters, "runs": runs[best]}
+
+
+def default_config() -> ConfigDict:
+  """The evaluation settings; a config file (``configs/eval_*.py``) starts from these."""
+  config = ConfigDict()
+  config.optimizer = ""  # A directory written by lopt.save, or the name of a shipped optimizer.
+  config.suite = "in-distribution"  # One of metatrain.suites.SUITES.
+  config.seeds = 3  # Held-out tasks per task of the suite (eval_keys(seed, seeds)).
+  config.seed = 0
+  config.steps_multiplier = 1.0  # Multiplies every task's step budget (e.g. 0.1 for a quick look).
+  # The baselines, each tuned per task on its grid: config.grids.<name> when full_grids is false and
+  # the grid is given there, lopt.search_space(<name>) otherwise. adamw is the reference.
+  config.baselines = ("adamw", "adam", "lion", "sgd")
+  config.full_grids = False
+  config.grids = ConfigDict(dict(
+      adamw=ConfigDict(dict(learning_rates=(1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1),
+                            weight_decays=(1e-3, 1e-1))),
+      adam=ConfigDict(dict(learning_rates=(1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1))),
+      lion=ConfigDict(dict(learning_rates=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2))),
+      sgd=ConfigDict(dict(learning_rates=(1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0))),
+  ))
+  # Every baseline's schedule (lopt.learning_rate_schedule): linear warmup, then cosine decay to 0.
+  config.warmup_fraction = 0.05
+  config.schedule = "warmup_cosine"
+  return config
+
+
+def grid_points(config: ConfigDict, name: str) -> list[dict[str, float]]:
+  """The hyperparameters ``name`` is tuned over; see ``default_config``."""
+  if config.full_grids or name not in config.grids:
+    return lopt.search_space(name)
+  grid = config.grids[name]
+  unknown = sorted(set(grid) - {"learning_rates", "weight_decays"})
+  if unknown:
+    raise ConfigError(f"config.grids.{name} has unknown key(s) {unknown}; valid keys: "
+                      "['learning_rates', 'weight_decays']")
+  decays = grid.get("weight_decays", ())
+  if not decays:
+    return [{"learning_rate": lr} for lr in grid.learning_rates]
+  return [{"learning_rate": lr, "weight_decay": wd} for lr in grid.learning_rates for wd in decays]
+
+
+def resolve_optimizer(name: str) -> Path:
+  """The directory of the learned optimizer ``name``: a shipped name (``lopt.pretrained_names``)
+  or a directory written by ``lopt.save``."""
+  names = lopt.pretrained_names()
+  if name in names:
+    return shipped.CHECKPOINTS / name
+  if not (Path(name) / CARD_FILE).is_file():
+    raise ConfigError(f"no learned optimizer at '{name}': give a directory written by lopt.save "
+                      f"(it holds a {CARD_FILE}) or the name of a shipped optimizer, one of "
+                      f"{names}")
+  return Path(name)
+
+
+def validate(config: ConfigDict) -> None:
+  """Checks the settings that do not need the optimizer; raises ``ConfigError`` on a problem."""
+  if config.suite not in suites.SUITES:
+    raise ConfigError(f"unknown suite '{config.suite}'; valid suites: {list(suites.SUITES)}")
+  if config.seeds < 1:
+    raise ConfigError(f"config.seeds must be >= 1, got {config.seeds}")
+  if not config.steps_multiplier > 0:
+    raise ConfigError(f"config.steps_multiplier must be > 0, got {config.steps_multiplier}")
+  if REFERENCE not in config.baselines:
+    raise ConfigError(f"config.baselines must include '{REFERENCE}', the reference of the score; "
+                      f"got {list(config.baselines)}")
+  for name in config.baselines:
+    if name not in lopt.BASELINES:
+      raise ConfigError(f"unknown baseline '{name}' in config.baselines; valid choices: "
+                        f"{sorted(lopt.BASELINES)}")
+    points = grid_points(config, name)
+    if not points:
+      raise ConfigError(f"the grid of '{name}' is empty; give config.grids.{name}.learning_rates")
+    for point in points:
+      try:
+        lopt.make_baseline(name, num_steps=100, warmup_fraction=config.warmup_fraction,
+                           schedule=config.schedule, **point)
+      except ValueError as e:
+        raise ConfigError(f"bad grid point {point} of '{name}': {e}") from None
+
+
+def _json_floats(array: np.ndarray) -> list:
+  """``array`` as nested lists of floats, non-finite values as None (strict JSON has no NaN)."""
+  array = np.asarray(array, np.float64)
+  return np.where(np.isfinite(array), array, None).tolist()
+
+
+def _runs_json(runs: dict[str, np.ndarray]) -> dict[str, Any]:
+  """Per-seed final metrics and the training-loss curve, averaged over windows of steps."""
+  windows = np.array_split(np.arange(runs["losses"].shape[1]), MAX_CURVE_POINTS)
+  windows = [w for w in windows if len(w)]
+  curve = np.stack([runs["losses"][:, w].mean(axis=1) for w in windows], axis=1)
+  return {"final": {k: _json_floats(v) for k, v in runs.items() if k != "losses"},
+          "curve": {"steps": [int(w[-1]) + 1 for w in windows], "train_loss": _json_floats(curve)}}
+
+
+def task_roles(family: TaskFamily) -> Any:
+  """The parameter roles (``Task.roles``) of the family's tasks, which μP-aware optimizers read."""
+  key = jax.random.PRNGKey(0)
+  task = family.task(family.sample(key))
+  return task.roles(jax.eval_shape(task.init, key))
+
+
+def evaluate_task(spec: suites.TaskSpec, optimizer: str, config: ConfigDict, lo_path: Path,
+                  keys: jax.Array) -> dict[str, Any]:
+  """Trains the tasks of ``keys`` from ``spec`` with ``optimizer`` (``LEARNED`` or a baseline,
+  tuned); returns the JSON of the result."""
+  family = spec.make_family()
+  if optimizer == LEARNED:
+    tx = lopt.load(lo_path, num_steps=spec.num_steps, roles=task_roles(family))
+    return {"hyperparameters": {}, **_runs_json(train_population(family, tx, keys, spec.num_steps))}
+  tuned = tune_baseline(family, keys, spec.num_steps, optimizer, grid_points(config, optimizer),
+                        config.warmup_fraction, config.schedule)
+  return {"hyperparameters": tuned["best"], "grid": tuned["grid"], **_runs_json(tuned["runs"])}
+
+
+def _write_json(path: Path, value: Any) -> None:
+  """Writes ``value`` to ``path`` atomically (a reader never sees half a file)."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  staging = path.with_name(f".{path.name}.tmp")
+  staging.write_text(json.dumps(value, allow_nan=False))
+  staging.replace(path)
+
+
+def prepare_workdir(workdir: Path, record: dict[str, Any], overwrite: bool) -> None:
+  """Creates ``workdir`` for the evaluation ``record`` or checks that it holds this evaluation."""
+  record_path = workdir / CONFIG_FILE
+  if record_path.exists():
+    held = json.loads(record_path.read_text())
+    differing = sorted(k for k in held.keys() | record.keys() if held.get(k) != record.get(k))
+    if differing and not overwrite:
+      raise ConfigError(f"the workdir '{workdir}' holds an evaluation with other settings (differs "
+                        f"in {differing}); pass --overwrite to start it again or choose another "
+                        "--workdir")
+    if overwrite:
+      shutil.rmtree(workdir)
+  elif workdir.exists() and any(workdir.iterdir()):
+    raise ConfigError(f"'{workdir}' exists and holds no evaluation (no {CONFIG_FILE}); choose "
+                      "another --workdir")
+  _write_json(record_path, record)
+
+
+def run(config: ConfigDict, workdir: str | Path, overwrite: bool = False,
+        show_progress: bool = True) -> dict[str, Any]:
+  """Evaluates ``config.optimizer`` on ``config.suite`` in ``workdir``; returns the results."""
+  validate(config)
+  lo_path = resolve_optimizer(config.optimizer)
+  card = lopt.read_card(lo_path)
+  specs, skipped = suites.build(config.suite, suites.meta_training_tasks(card),
+                                on_cpu=jax.default_backend() == "cpu",
+                                steps_multiplier=config.steps_multiplier)
+  optimizers = (LEARNED, *config.baselines)
+  record = suites.json_ready({**config.to_dict(), "optimizer_card": card,
+                              "tasks": [spec.as_json() for spec in specs]})
+  workdir = Path(workdir)
+  prepare_workdir(workdir, record, overwrite)
+
+  keys = eval_keys(config.seed, config.seeds)
+  results = {spec.name: {} for spec in specs}
+  with tqdm(total=len(specs) * len(optimizers), desc=f"evaluating on '{config.suite}'",
+            disable=not show_progress, dynamic_ncols=True) as bar:
+    for spec in specs:
+      for optimizer in optimizers:
+        bar.set_postfix(task=spec.name, optimizer=optimizer)
+        path = workdir / RUNS_DIR / spec.name / f"{optimizer}.json"
+        if not path.exists():
+          _write_json(path, evaluate_task(spec, optimizer, config, lo_path, keys))
+        results[spec.name][optimizer] = json.loads(path.read_text())
+        bar.update()
+  grids = {name: grid_points(config, name) for name in config.baselines}
+  return eval_report.write(workdir, record, specs, skipped, results, grids, LEARNED, REFERENCE)
+
+
+def _default_workdir(optimizer: str, suite: str) -> Path:
+  slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", optimizer.strip("/")).strip("_.")
+  return Path("runs") / "eval" / f"{slug}-{suite}"
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+  parser = argparse.ArgumentParser(
+      prog="python -m metatrain.evaluate",
+      description="Evaluate a learned optimizer against tuned baselines on a suite of tasks.",
+      epilog="Override any setting with --config.<key>=<value>, e.g. "
+             "--config.grids.adamw.learning_rates='(1e-3,1e-2)'.")
+  parser.add_argument("--config", help="evaluation config file (configs/eval_*.py); "
+                                        "metatrain.evaluate.default_config() without one")
+  parser.add_argument("--optimizer", help="a directory written by lopt.save, or a shipped name")
+  parser.add_argument("--suite", help=f"one of {list(suites.SUITES)}")
+  parser.add_argument("--seeds", type=int, help="held-out tasks per task of the suite")
+  parser.add_argument("--steps-multiplier", type=float, help="multiplies every step budget")
+  parser.add_argument("--workdir", help="where results and the report go (default "
+                                        "runs/eval/<optimizer>-<suite>)")
+  parser.add_argument("--overwrite", action="store_true",
+                      help="start again in a workdir that holds an evaluation with other settings")
+  parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+  args, rest = parser.parse_known_args(argv)
+  unknown = [a for a in rest if not a.startswith(OVERRIDE_PREFIX)]
+  if unknown:
+    parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+  return args, rest
+
+
+def main(argv: list[str]) -> int:
+  args, overrides = parse_args(argv)
+  try:
+    config = apply_overrides(load_config(args.config) if args.config else default_config(),
+                             overrides)
+    for key in ("optimizer", "suite", "seeds", "steps_multiplier"):
+      if getattr(args, key) is not None:
+        config[key] = getattr(args, key)
+    if not config.optimizer:
+      raise ConfigError("no optimizer to evaluate: pass --optimizer <directory or shipped name>")
+    workdir = args.workdir or _default_workdir(config.optimizer, config.suite)
+    results = run(config, workdir, overwrite=args.overwrite, show_progress=not args.no_progress)
+  except (ConfigError, lopt.CheckpointError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  score = "\n".join(eval_report.score_lines(results["score"], REFERENCE))
+  print(f"\n{score}\n\nreport: {Path(workdir) / eval_report.REPORT_FILE}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main(sys.argv[1:]))

@@ -18,7 +18,8 @@ from ml_collections import ConfigDict
 
 import lopt
 from metatrain import evaluate, report, sharding
-from metatrain.config import ConfigError, build_lopt, build_task_family
+from metatrain.config import (ConfigError, build_lopt, build_task_family, family_members,
+                              population_slice_sizes)
 from metatrain.metrics_log import read_metrics
 from metatrain.train import meta_train
 
@@ -68,7 +69,7 @@ def run(config: ConfigDict, workdir: str, resume: bool = False, overwrite: bool 
         show_progress: bool = True) -> dict[str, Any]:
   """Runs the whole experiment (config already validated); returns the evaluation results."""
   run_dir = Path(workdir) / config.name
-  sharding.check_population(config.estimator.population, sharding.population_mesh())
+  sharding.check_population(population_slice_sizes(config), sharding.population_mesh())
   if jax.process_index() == 0:
     prepare_run_dir(run_dir, config, resume, overwrite)
   if jax.process_count() > 1:
@@ -86,39 +87,55 @@ def run(config: ConfigDict, workdir: str, resume: bool = False, overwrite: bool 
   lopt.save(run_dir / OPTIMIZER_DIR, build_lopt(config), state["theta"], metadata)
   learned = lopt.load(run_dir / OPTIMIZER_DIR)  # From disk, through the public API.
 
-  family = build_task_family(config)
   keys = evaluate.eval_keys(config.seed, config.eval.num_seeds)
-  learned_runs = evaluate.train_population(family, learned, keys, horizon)
-  adam = evaluate.tune_adam(family, keys, horizon, tuple(config.eval.adam_learning_rates))
-  adam_name = f"Adam, lr={adam['best_learning_rate']:g} (tuned)"
-  summary = {"learned optimizer": evaluate.summarize(learned_runs),
-             adam_name: evaluate.summarize(adam["best"])}
+  evaluations = {
+      member: _evaluate_member(family, learned, keys, horizon, config,
+                               run_dir / f"inner_curves_{member}.png")
+      for member, family in family_members(build_task_family(config))}
 
   metrics = read_metrics(run_dir)
   first, last = report.meta_loss_change(metrics)
   report.plot_meta_training(metrics, run_dir / "meta_training.png")
-  report.plot_inner_curves({"learned optimizer": learned_runs["losses"],
-                            adam_name: adam["best"]["losses"]}, run_dir / "inner_curves.png")
-  results = {"summary": summary, "meta_loss_first_tenth": first, "meta_loss_last_tenth": last,
-             "adam_grid": {"learning_rates": adam["learning_rates"],
-                           "mean_final_train_loss": adam["mean_final_train_loss"]},
-             "num_eval_tasks": config.eval.num_seeds, "inner_steps": horizon,
-             "meta_training_seconds": metadata["meta_training_seconds"]}
+  results = {"tasks": evaluations, "meta_loss_first_tenth": first,
+             "meta_loss_last_tenth": last, "num_eval_tasks": config.eval.num_seeds,
+             "inner_steps": horizon, "meta_training_seconds": metadata["meta_training_seconds"]}
   (run_dir / "results.json").write_text(json.dumps(results, indent=2))
-  table = report.results_table(summary)
-  grid = " | ".join(f"{lr:g}: {loss:.4f}" for lr, loss in
-                    zip(adam["learning_rates"], adam["mean_final_train_loss"]))
+  est = config.estimator
+  horizons = (f"{horizon}" if not est.min_horizon else
+              f"drawn from multiples of {est.unroll_length} in [{est.min_horizon}, {horizon}]")
   text = (f"# Run `{config.name}`\n\n"
           f"Meta-trained a `{config.lopt.name}` learned optimizer for {metadata['outer_steps']} outer "
           f"steps ({metadata['meta_training_seconds']:.0f} s of meta-training on "
-          f"{metadata['machine'] or 'this machine'}) with {config.estimator.name}, population "
-          f"{config.estimator.population}, unrolls of {config.estimator.unroll_length} steps, "
-          f"inner horizon {horizon}, on `{config.task.name}` tasks.\n\n"
-          f"Meta-loss (mean training loss over an unroll, over the population): {first:.4f} over "
-          f"the first tenth of meta-training, {last:.4f} over the last tenth.\n\n"
-          f"## Held-out tasks ({config.eval.num_seeds} seeds, {horizon} inner steps; mean ± std)\n\n"
-          f"{table}\n\nAdam learning-rate grid, mean final training loss: {grid}\n\n"
-          "![meta-training](meta_training.png)\n![inner loss curves](inner_curves.png)\n")
+          f"{metadata['machine'] or 'this machine'}) with {est.name}, population "
+          f"{est.population}, unrolls of {est.unroll_length} steps, inner horizon {horizons}, on "
+          f"`{config.task.name}` tasks ({', '.join(evaluations)}).\n\n"
+          f"Meta-loss ({est.meta_loss} loss over an unroll, normalisation `{est.normalization}`, "
+          f"mean over the population): {first:.4f} over the first tenth of meta-training, "
+          f"{last:.4f} over the last tenth.\n\n![meta-training](meta_training.png)\n")
+  for member, evaluation in evaluations.items():
+    grid = " | ".join(f"{lr:g}: {loss:.4f}" for lr, loss in
+                      zip(evaluation["adam_grid"]["learning_rates"],
+                          evaluation["adam_grid"]["mean_final_train_loss"]))
+    text += (f"\n## Held-out `{member}` tasks ({config.eval.num_seeds} seeds, {horizon} inner "
+             f"steps; mean ± std)\n\n{report.results_table(evaluation['summary'])}\n\n"
+             f"Adam learning-rate grid, mean final training loss: {grid}\n\n"
+             f"![inner loss curves](inner_curves_{member}.png)\n")
   (run_dir / "report.md").write_text(text)
-  print(f"\n{table}\n\nreport: {run_dir / 'report.md'}")
+  tables = "\n\n".join(f"{member}:\n{report.results_table(e['summary'])}"
+                        for member, e in evaluations.items())
+  print(f"\n{tables}\n\nreport: {run_dir / 'report.md'}")
   return results
+
+
+def _evaluate_member(family, learned, keys, horizon: int, config: ConfigDict,
+                     curves_path: Path) -> dict[str, Any]:
+  """The learned optimizer and Adam tuned on the config's grid, on held-out tasks of ``family``."""
+  learned_runs = evaluate.train_population(family, learned, keys, horizon)
+  adam = evaluate.tune_adam(family, keys, horizon, tuple(config.eval.adam_learning_rates))
+  adam_name = f"Adam, lr={adam['best_learning_rate']:g} (tuned)"
+  report.plot_inner_curves({"learned optimizer": learned_runs["losses"],
+                            adam_name: adam["best"]["losses"]}, curves_path)
+  return {"summary": {"learned optimizer": report.summarize(learned_runs),
+                      adam_name: report.summarize(adam["best"])},
+          "adam_grid": {"learning_rates": adam["learning_rates"],
+                        "mean_final_train_loss": adam["mean_final_train_loss"]}}

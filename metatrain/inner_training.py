@@ -8,22 +8,33 @@ meta-loss:
 - ``meta_loss="held_out"``: the mean loss over the unroll of the same parameters on batches of the
   held-out split (what generalisation asks of an optimizer).
 
-Each loss is clipped to ``loss_clip``. An unroll whose losses or parameters are not finite has
-*diverged*: estimators drop it from their estimate, count it, and have it restarted (its step is set
-to the horizon, so ``reset_finished`` replaces it by a fresh task before the next unroll).
-The population starts staggered at random multiples of ``unroll_length`` so that every window of the
-horizon is represented in every outer step.
+Each loss is first normalised by the task's loss at initialisation ``L_0`` (``normalization``:
+``none`` | ``relative`` ``L/L_0`` | ``log_relative`` ``log(L/L_0)``, see ``tasks.objectives``), so that
+tasks of different scales can be averaged, then clipped to ``loss_clip``. An unroll whose losses or
+parameters are not finite has *diverged*: estimators drop it from their estimate, count it, and have
+it restarted (it is marked finished, so ``reset_finished`` replaces it by a fresh task before the
+next unroll).
+
+Every inner training draws its horizon ``T`` uniformly from the multiples of ``unroll_length`` in
+``[min_horizon, horizon]`` (fixed at ``horizon`` when ``min_horizon`` is ``None``), and the learned
+optimizer plans for that ``T``: meta-training then covers trainings of several lengths, as the
+learned optimizer will meet them. The population starts staggered at random multiples of
+``unroll_length`` below each task's horizon, so that every window of a training is represented in
+every outer step.
 """
 
 import dataclasses
+import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from lopt import LearnedOptimizer, as_optax
-from metatrain.unroll import InnerState, init_inner_state, reset_finished, unroll
-from tasks import TaskFamily
+from metatrain.aggregate import select
+from metatrain.unroll import InnerState, finished, init_inner_state, unroll
+from tasks import TaskFamily, objectives
 
 META_LOSSES = ("train", "held_out")
 
@@ -42,32 +53,59 @@ class InnerTraining:
   horizon: int
   loss_clip: float
   meta_loss: str = "train"
+  min_horizon: int | None = None
+  normalization: str = "none"
 
   def __post_init__(self):
     if self.meta_loss not in META_LOSSES:
       raise ValueError(f"unknown meta_loss '{self.meta_loss}'; valid choices: {list(META_LOSSES)}")
+    objectives.check_normalization(self.normalization)
+    shortest = self.horizon if self.min_horizon is None else self.min_horizon
+    if not self.unroll_length <= shortest <= self.horizon:
+      raise ValueError(f"min_horizon ({shortest}) must be between unroll_length "
+                       f"({self.unroll_length}) and horizon ({self.horizon})")
 
-  def optimizer(self, theta) -> optax.GradientTransformationExtraArgs:
-    return as_optax(self.lopt, theta, self.horizon)
+  @functools.cached_property
+  def roles(self) -> Any:
+    """The parameter roles of the family's tasks (the same for every task of a family), which
+    role-aware learned optimizers (μLO) read."""
+    def abstract_task(key):
+      task_params = self.family.sample(key)
+      return task_params, self.family.task(task_params).init(key)
+    task_params, params = jax.eval_shape(abstract_task, jax.random.PRNGKey(0))
+    return self.family.task(task_params).roles(params)
+
+  def optimizer(self, theta, horizon: int | jax.Array) -> optax.GradientTransformationExtraArgs:
+    """The learned optimizer at ``theta`` as users get it, planning for ``horizon`` steps."""
+    return as_optax(self.lopt, theta, horizon, self.roles)
+
+  def sample_horizon(self, key: jax.Array) -> jax.Array:
+    """A horizon drawn uniformly from the multiples of ``unroll_length`` in [min_horizon, horizon]."""
+    shortest = self.horizon if self.min_horizon is None else self.min_horizon
+    low, high = -(-shortest // self.unroll_length), self.horizon // self.unroll_length
+    return self.unroll_length * jax.random.randint(key, (), low, high + 1)
+
+  def fresh(self, theta, key: jax.Array) -> InnerState:
+    """One new inner training at step 0, of a freshly drawn horizon."""
+    horizon = self.sample_horizon(jax.random.fold_in(key, 1))
+    return init_inner_state(self.family, self.optimizer(theta, horizon), key, horizon)
 
   def start(self, theta, key: jax.Array, population: int) -> InnerState:
     """Starts ``population`` inner trainings at random multiples of ``unroll_length`` steps."""
     init_key, offset_key = jax.random.split(key)
-    keys = jax.random.split(init_key, population)
-    states = jax.vmap(lambda k: init_inner_state(self.family, self.optimizer(theta), k))(keys)
-    num_windows = self.horizon // self.unroll_length
+    states = jax.vmap(lambda k: self.fresh(theta, k))(jax.random.split(init_key, population))
+    num_windows = states.horizon // self.unroll_length
     offsets = self.unroll_length * jax.random.randint(offset_key, (population,), 0, num_windows)
     return states._replace(step=offsets.astype(jnp.int32))
 
   def reset_finished(self, theta, states: InnerState, key: jax.Array) -> InnerState:
-    """Restarts (with fresh tasks) the inner trainings that reached the horizon."""
-    keys = jax.random.split(key, states.step.shape[0])
-    reset = lambda s, k: reset_finished(self.family, self.optimizer(theta), s, k, self.horizon)
-    return jax.vmap(reset)(states, keys)
+    """Restarts (with fresh tasks) the inner trainings that reached their horizon."""
+    fresh = jax.vmap(lambda k: self.fresh(theta, k))(jax.random.split(key, states.step.shape[0]))
+    return select(finished(states), fresh, states)
 
-  def fresh(self, theta, key: jax.Array) -> InnerState:
-    """One new inner training at step 0."""
-    return init_inner_state(self.family, self.optimizer(theta), key)
+  def mark_finished(self, states: InnerState, done: jax.Array) -> InnerState:
+    """``states`` with the trainings where ``done`` holds set to their horizon (to be restarted)."""
+    return states._replace(step=jnp.where(done, states.horizon, states.step))
 
   def meta_loss_of_unroll(self, theta, state: InnerState, num_steps: int | None = None,
                           remat: bool = False) -> tuple[jax.Array, InnerState, jax.Array]:
@@ -76,10 +114,12 @@ class InnerTraining:
     A diverged unroll gets meta-loss ``loss_clip`` and a next state marked as finished.
     """
     num_steps = self.unroll_length if num_steps is None else num_steps
-    state, losses = unroll(self.family, self.optimizer(theta), state, num_steps,
-                           held_out=self.meta_loss == "held_out", remat=remat)
-    scored = losses[self.meta_loss]
-    diverged = ~(all_finite(losses) & all_finite(state.params))
-    meta_loss = jnp.where(diverged, self.loss_clip, jnp.mean(jnp.minimum(scored, self.loss_clip)))
-    state = state._replace(step=jnp.where(diverged, self.horizon, state.step))
-    return meta_loss, state, diverged
+    # The optimizer's planned horizon lives in its state, so the exported transformation's own
+    # num_steps (only read by its init) does not matter here.
+    end, losses = unroll(self.family, self.optimizer(theta, self.horizon), state, num_steps,
+                         held_out=self.meta_loss == "held_out", remat=remat)
+    scored = objectives.normalize(losses[self.meta_loss], state.initial_loss, self.normalization)
+    diverged = ~(all_finite(losses) & all_finite(end.params))
+    meta_loss = jnp.where(diverged, self.loss_clip,
+                          jnp.mean(objectives.clip(scored, self.loss_clip)))
+    return meta_loss, self.mark_finished(end, diverged), diverged

@@ -35,10 +35,13 @@ def population_mesh() -> Mesh:
   return Mesh(np.array(jax.devices()), (POP_AXIS,))
 
 
-def check_population(population: int, mesh: Mesh) -> None:
-  if population % mesh.size:
-    raise ConfigError(f"the population ({population}) must be a multiple of the number of devices "
-                     f"({mesh.size}) it is sharded over")
+def check_population(slice_sizes: tuple[int, ...], mesh: Mesh) -> None:
+  """Every slice of the population (one per mixture member) must split evenly over the devices."""
+  if any(size % mesh.size for size in slice_sizes):
+    what = (f"population ({slice_sizes[0]})" if len(slice_sizes) == 1 else
+            f"population's mixture slices {tuple(slice_sizes)}")
+    raise ConfigError(f"the {what} must be a multiple of the number of devices ({mesh.size}) it "
+                      "is sharded over")
 
 
 def population_shardings(tree, population: int, mesh: Mesh):

@@ -21,9 +21,10 @@ from ml_collections import ConfigDict
 from tqdm import tqdm
 
 from metatrain import sharding
-from metatrain.config import ConfigError, build_lopt, build_task_family
+from metatrain.config import (ConfigError, build_lopt, build_task_family,
+                              population_slice_sizes)
 from metatrain.metrics_log import MetricsLog
-from metatrain.estimators import build_estimator
+from metatrain.estimators import MixtureEstimator, build_estimator
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -39,17 +40,23 @@ def build_meta_optimizer(config: ConfigDict) -> optax.GradientTransformation:
 def init_state(config: ConfigDict, estimator, meta_optimizer: optax.GradientTransformation
                ) -> dict[str, Any]:
   theta_key, population_key = jax.random.split(jax.random.PRNGKey(config.seed))
-  theta = estimator.inner.lopt.init_meta_params(theta_key)
+  theta = build_lopt(config).init_meta_params(theta_key)
   return {"theta": theta, "meta_opt_state": meta_optimizer.init(theta),
           "estimator_state": estimator.init(theta, population_key),
           "step": jnp.zeros((), jnp.int32)}
 
 
-def state_shardings(config: ConfigDict, abstract_state: dict[str, Any], mesh) -> dict[str, Any]:
+def state_shardings(estimator, abstract_state: dict[str, Any], mesh) -> dict[str, Any]:
   """The population's inner trainings split over devices; theta and the rest replicated."""
   shardings = sharding.replicated_shardings(abstract_state, mesh)
-  shardings["estimator_state"] = sharding.population_shardings(
-      abstract_state["estimator_state"], config.estimator.population, mesh)
+  estimator_state = abstract_state["estimator_state"]
+  if isinstance(estimator, MixtureEstimator):
+    shardings["estimator_state"] = tuple(
+        sharding.population_shardings(s, member.population, mesh)
+        for s, member in zip(estimator_state, estimator.members))
+  else:
+    shardings["estimator_state"] = sharding.population_shardings(
+        estimator_state, estimator.population, mesh)
   return shardings
 
 
@@ -73,9 +80,9 @@ def meta_train(config: ConfigDict, run_dir: Path, show_progress: bool = True) ->
   estimator = build_estimator(config, build_task_family(config), build_lopt(config))
   meta_optimizer = build_meta_optimizer(config)
   mesh = sharding.population_mesh()
-  sharding.check_population(config.estimator.population, mesh)
+  sharding.check_population(population_slice_sizes(config), mesh)
   make_state = lambda: init_state(config, estimator, meta_optimizer)
-  shardings = state_shardings(config, jax.eval_shape(make_state), mesh)
+  shardings = state_shardings(estimator, jax.eval_shape(make_state), mesh)
   state = jax.jit(make_state, out_shardings=shardings)()
   loop_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
 

@@ -4,8 +4,9 @@ An ``InnerState`` is one task's training in progress. ``unroll`` advances it ``n
 with ``lax.scan``; everything is a pure function of arrays, so a population of inner states is a
 leading axis that ``vmap`` maps. Meta-training passes a learned optimizer exported with
 ``lopt.as_optax`` (so meta-training trains exactly what users get); evaluation passes any optax
-transformation. Inner trainings last ``horizon`` steps; ``reset_finished`` starts a new task (new
-task draw, initialisation and batch order) for those that reached it.
+transformation. Each inner training knows its own ``horizon`` (meta-training may draw it per task)
+and its ``initial_loss``, the training loss of its first batch at initialisation, by which
+meta-losses of tasks of different scales can be normalised (``tasks.objectives``).
 """
 
 from typing import Any, NamedTuple
@@ -18,30 +19,42 @@ from tasks import TaskFamily
 
 
 class InnerState(NamedTuple):
-  """One inner training: parameters, optimizer state, step, the task's arrays and batch-order key."""
+  """One inner training: parameters, optimizer state, step of ``horizon``, the training loss at
+  initialisation, the task's arrays and batch-order key."""
   params: Any
   opt_state: Any
   step: jax.Array
+  horizon: jax.Array
+  initial_loss: jax.Array
   task_params: Any
   data_key: jax.Array
 
 
-def init_inner_state(family: TaskFamily, tx: optax.GradientTransformation,
-                     key: jax.Array) -> InnerState:
-  """Draws a task from ``family`` and starts its training with ``tx`` at step 0."""
+def batch_key(state: InnerState) -> jax.Array:
+  """The key of the training batch of ``state``'s current step."""
+  return jax.random.fold_in(state.data_key, state.step)
+
+
+def init_inner_state(family: TaskFamily, tx: optax.GradientTransformation, key: jax.Array,
+                     horizon: int | jax.Array) -> InnerState:
+  """Draws a task from ``family`` and starts a training of ``horizon`` steps with ``tx``.
+
+  ``tx`` should plan for ``horizon`` steps (a learned optimizer reads it through ``as_optax``).
+  """
   task_key, init_key, data_key = jax.random.split(key, 3)
   task_params = family.sample(task_key)
-  params = family.task(task_params).init(init_key)
-  return InnerState(params=params, opt_state=tx.init(params), step=jnp.zeros((), jnp.int32),
-                    task_params=task_params, data_key=data_key)
+  task = family.task(task_params)
+  params = task.init(init_key)
+  state = InnerState(params=params, opt_state=tx.init(params), step=jnp.zeros((), jnp.int32),
+                     horizon=jnp.asarray(horizon, jnp.int32), initial_loss=jnp.zeros(()),
+                     task_params=task_params, data_key=data_key)
+  initial_loss = task.loss(params, task.batch(batch_key(state), "train"))
+  return state._replace(initial_loss=initial_loss)
 
 
-def reset_finished(family: TaskFamily, tx: optax.GradientTransformation, state: InnerState,
-                   key: jax.Array, horizon: int) -> InnerState:
-  """Replaces ``state`` by a new inner training if it has reached ``horizon`` steps."""
-  fresh = init_inner_state(family, tx, key)
-  finished = state.step >= horizon
-  return jax.tree.map(lambda new, old: jnp.where(finished, new, old), fresh, state)
+def finished(state: InnerState) -> jax.Array:
+  """Whether the inner training has run its whole horizon."""
+  return state.step >= state.horizon
 
 
 def unroll(family: TaskFamily, tx: optax.GradientTransformationExtraArgs, state: InnerState,
@@ -58,7 +71,7 @@ def unroll(family: TaskFamily, tx: optax.GradientTransformationExtraArgs, state:
   task = family.task(state.task_params)
 
   def train_step(state: InnerState, _):
-    step_key = jax.random.fold_in(state.data_key, state.step)
+    step_key = batch_key(state)
     loss, grads = jax.value_and_grad(task.loss)(state.params, task.batch(step_key, "train"))
     losses = {"train": loss}
     if held_out:

@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+import lopt
+import tasks
 from conftest import QUICKSTART, REPO, TINY_OVERRIDES
 from metatrain.__main__ import main
 from metatrain.metrics_log import read_metrics
@@ -18,11 +20,15 @@ from metatrain.metrics_log import read_metrics
                                "'stepz'; valid keys: ['learning_rate', 'max_grad_norm', 'steps']"),
     ("--config.outer.steps=many", "config.outer.steps expects a int (like 6), got 'many'"),
     ("--config.task.name=imagenet", "unknown task family 'imagenet'; valid choices: "
-                                    "['char_lm', 'cnn_classifier', 'mlp_classifier', 'quadratic', "
-                                    "'teacher', 'vit_classifier']"),
-    ("--config.task.dataset=mnist", "unknown dataset 'mnist'; valid choices: ['digits']"),
-    ("--config.lopt.name=velo", "unknown learned optimizer 'velo'; valid choices: "
-                                "['adafac_mlp', 'mlp']"),
+                                    "['char_lm', 'cnn_classifier', 'mixture', 'mlp_classifier', "
+                                    "'quadratic', 'teacher', 'vit_classifier']"),
+    ("--config.estimator.normalization=zscore", "unknown loss normalization 'zscore'; valid "
+                                                "choices: ['none', 'relative', 'log_relative']"),
+    ("--config.estimator.min_horizon=500", "config.estimator.min_horizon (500) must be 0"),
+    ("--config.task.dataset=imagenet",
+     f"unknown dataset 'imagenet'; valid choices: {list(tasks.DATASETS)}"),
+    ("--config.lopt.name=velo",
+     f"unknown learned optimizer 'velo'; valid choices: {sorted(lopt.ARCHITECTURES)}"),
     ("--config.estimator.name=es", "unknown estimator 'es'; valid choices: "
                                    "['full_es', 'pes', 'tbptt', 'truncated_es']"),
     ("--config.estimator.meta_loss=test", "unknown meta_loss 'test'; valid choices: "

@@ -36,6 +36,9 @@ class ScalarQuadratic:
   def batch(self, key, split):
     return {}
 
+  def roles(self, params):
+    return {"w": "vector"}
+
 
 @dataclasses.dataclass(frozen=True)
 class LearnedStepSize:
@@ -46,7 +49,7 @@ class LearnedStepSize:
   def init_meta_params(self, key):
     return {"log_lr": jnp.log(0.3)}
 
-  def init(self, theta, params, num_steps):
+  def init(self, theta, params, num_steps, roles=None):
     return ()
 
   def update(self, theta, opt_state, grads, params, loss=None):

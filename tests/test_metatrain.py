@@ -5,10 +5,11 @@ import json
 import jax
 import numpy as np
 import pytest
+from ml_collections import ConfigDict
 
 import lopt
 from metatrain import evaluate, experiment
-from metatrain.config import ConfigError, build_lopt, build_task_family
+from metatrain.config import ConfigError, build_lopt, build_task_family, validate
 from metatrain.metrics_log import read_metrics
 from metatrain.train import meta_train
 
@@ -47,10 +48,11 @@ def test_resumed_run_gives_identical_metrics_and_theta(estimator, tiny_config, t
 def test_experiment_writes_optimizer_report_and_plots(tiny_config, tmp_path):
   results = experiment.run(tiny_config(), str(tmp_path), show_progress=False)
   run_dir = tmp_path / "tiny"
-  for name in ("report.md", "results.json", "meta_training.png", "inner_curves.png",
-               "config.json", "optimizer/card.json"):
+  for name in ("report.md", "results.json", "meta_training.png",
+               "inner_curves_mlp_classifier.png", "config.json", "optimizer/card.json"):
     assert (run_dir / name).is_file(), name
-  assert set(results["summary"]) == {"learned optimizer", "Adam, lr=0.01 (tuned)"}
+  assert set(results["tasks"]["mlp_classifier"]["summary"]) == {"learned optimizer",
+                                                                "Adam, lr=0.01 (tuned)"}
   card = lopt.read_card(run_dir / "optimizer")
   assert card["metadata"]["num_steps"] == 20 and card["metadata"]["outer_steps"] == 6
   assert "| learned optimizer |" in (run_dir / "report.md").read_text()
@@ -75,3 +77,25 @@ def test_resuming_a_checkpoint_of_another_shape_is_a_clear_error(tiny_config, tm
   meta_train(tiny_config("--config.outer.steps=3"), tmp_path, show_progress=False)
   with pytest.raises(ConfigError, match="cannot resume from the checkpoint of step 3"):
     meta_train(tiny_config("--config.estimator.population=8"), tmp_path, show_progress=False)
+
+
+def test_a_mixture_meta_trains_one_slice_per_family_with_sampled_horizons(tiny_config, tmp_path):
+  config = tiny_config("--config.estimator.min_horizon=10", "--config.estimator.normalization=relative",
+                       "--config.outer.steps=3")
+  config.task = ConfigDict(dict(name="mixture", members=ConfigDict(dict(
+      digits=ConfigDict(dict(name="mlp_classifier", weight=1.0, hidden_sizes=(8,), batch_size=16)),
+      teacher=ConfigDict(dict(name="teacher", weight=1.0, hidden_sizes=(8,), batch_size=16,
+                              eval_size=64))))))
+  validate(config)
+  results = experiment.run(config, str(tmp_path), show_progress=False)
+  run_dir = tmp_path / "tiny"
+  assert set(results["tasks"]) == {"digits", "teacher"}
+  for member in ("digits", "teacher"):
+    assert (run_dir / f"inner_curves_{member}.png").is_file()
+    assert f"## Held-out `{member}` tasks" in (run_dir / "report.md").read_text()
+  rows = read_metrics(run_dir)
+  assert len(rows) == 3
+  for row in rows:
+    assert np.isfinite(row["meta_loss/digits"]) and np.isfinite(row["meta_loss/teacher"])
+    # Relative losses start near 1 and shrink as the tasks train.
+    assert 0 < row["meta_loss/digits"] < 1.5 and 0 < row["meta_loss/teacher"] < 1.5

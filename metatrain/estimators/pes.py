@@ -23,7 +23,7 @@ import jax.numpy as jnp
 from metatrain import es
 from metatrain.aggregate import estimate_metrics, masked_mean, select
 from metatrain.inner_training import InnerTraining
-from metatrain.unroll import InnerState
+from metatrain.unroll import InnerState, finished
 
 
 class PESState(NamedTuple):
@@ -50,10 +50,10 @@ class PES:
     keys = jax.random.split(key, self.population)
     fresh = jax.vmap(lambda k: self.inner.fresh(theta, k))(keys)
     fresh_pair = jax.tree.map(lambda s: jnp.stack([s, s], axis=1), fresh)
-    finished = jnp.any(state.trajectories.step >= self.inner.horizon, axis=1)
+    done = jnp.any(finished(state.trajectories), axis=1)
     zeros = jax.tree.map(jnp.zeros_like, state.accumulated)
-    return PESState(select(finished, fresh_pair, state.trajectories),
-                    select(finished, zeros, state.accumulated))
+    return PESState(select(done, fresh_pair, state.trajectories),
+                    select(done, zeros, state.accumulated))
 
   def grad(self, theta, state: PESState, key: jax.Array) -> tuple[Any, PESState, dict]:
     reset_key, eps_key = jax.random.split(key)
@@ -68,8 +68,7 @@ class PES:
     losses, trajectories, diverged = jax.vmap(antithetic_pair)(eps, state.trajectories)
     valid = ~jnp.any(diverged, axis=1)
     per_task = es.per_task_estimates(accumulated, losses[:, 0], losses[:, 1], self.sigma)
-    steps = jnp.where(valid[:, None], trajectories.step, self.inner.horizon)
-    next_state = PESState(trajectories._replace(step=steps), accumulated)
+    next_state = PESState(self.inner.mark_finished(trajectories, ~valid[:, None]), accumulated)
     metrics = estimate_metrics(losses, valid, per_task)
     metrics["mean_inner_step"] = jnp.mean(state.trajectories.step.astype(jnp.float32))
     return masked_mean(per_task, valid), next_state, metrics

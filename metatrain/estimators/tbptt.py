@@ -41,7 +41,7 @@ class TruncatedBackprop:
         theta, state)
     finite_grads = jax.vmap(all_finite)(per_task)
     valid = ~diverged & finite_grads
-    next_state = next_state._replace(step=jnp.where(valid, next_state.step, self.inner.horizon))
+    next_state = self.inner.mark_finished(next_state, ~valid)
     metrics = estimate_metrics(losses, valid, per_task)
     metrics["mean_inner_step"] = jnp.mean(state.step.astype(jnp.float32))
     return masked_mean(per_task, valid), next_state, metrics

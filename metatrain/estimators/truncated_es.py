@@ -41,9 +41,7 @@ class TruncatedES:
     losses, end_states, diverged = jax.vmap(antithetic_pair)(eps, state)
     valid = ~jnp.any(diverged, axis=1)
     per_task = es.per_task_estimates(eps, losses[:, 0], losses[:, 1], self.sigma)
-    next_state = jax.tree.map(lambda s: s[:, 0], end_states)
-    next_state = next_state._replace(
-        step=jnp.where(valid, next_state.step, self.inner.horizon))
+    next_state = self.inner.mark_finished(jax.tree.map(lambda s: s[:, 0], end_states), ~valid)
     metrics = estimate_metrics(losses, valid, per_task)
     metrics["mean_inner_step"] = jnp.mean(state.step.astype(jnp.float32))
     return masked_mean(per_task, valid), next_state, metrics
