@@ -9,6 +9,7 @@ config is refused unless the caller asks to resume it with the new config or to 
 import json
 import platform
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,19 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     else:
       flat[f"{prefix}{key}"] = value
   return flat
+
+
+def git_commit() -> str:
+  """The commit of the code that runs (``-dirty`` if it has uncommitted changes), or ``unknown``."""
+  repo = Path(__file__).resolve().parents[1]
+  try:
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
+                            check=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                           capture_output=True, text=True, check=True).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    return "unknown"
+  return commit + ("-dirty" if dirty else "")
 
 
 def config_as_json(config: ConfigDict) -> dict[str, Any]:
@@ -83,7 +97,7 @@ def run(config: ConfigDict, workdir: str, resume: bool = False, overwrite: bool 
               "outer_steps": int(state["step"]),
               "meta_training_seconds": float(state["seconds"]),
               "machine": f"{platform.machine()} {platform.processor()}".strip(),
-              "devices": [str(d) for d in jax.devices()]}
+              "devices": [str(d) for d in jax.devices()], "git_commit": git_commit()}
   lopt.save(run_dir / OPTIMIZER_DIR, build_lopt(config), state["theta"], metadata)
   learned = lopt.load(run_dir / OPTIMIZER_DIR)  # From disk, through the public API.
 

@@ -55,6 +55,7 @@ def test_experiment_writes_optimizer_report_and_plots(tiny_config, tmp_path):
                                                                 "Adam, lr=0.01 (tuned)"}
   card = lopt.read_card(run_dir / "optimizer")
   assert card["metadata"]["num_steps"] == 20 and card["metadata"]["outer_steps"] == 6
+  assert card["metadata"]["git_commit"]
   assert "| learned optimizer |" in (run_dir / "report.md").read_text()
 
 
