@@ -8,7 +8,8 @@ one ``error:`` line and exits with status 2 before anything is written.
 import argparse
 import sys
 
-from metatrain.config import ConfigError, OVERRIDE_PREFIX, apply_overrides, load_config, validate
+from metatrain.config import (ConfigError, apply_overrides, load_config, parse_known_args,
+                              validate)
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -22,11 +23,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
                     help="continue a run directory that holds a different config with this config")
   mode.add_argument("--overwrite", action="store_true", help="delete the run directory and start again")
   parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-  args, rest = parser.parse_known_args(argv)
-  unknown = [a for a in rest if not a.startswith(OVERRIDE_PREFIX)]
-  if unknown:
-    parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-  return args, rest
+  return parse_known_args(parser, argv)
 
 
 def main(argv: list[str]) -> int:

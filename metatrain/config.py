@@ -49,6 +49,16 @@ def load_config(path: str | os.PathLike) -> ConfigDict:
     raise ConfigError(f"config file '{path}' cannot take the argument '{argument}': {e}") from None
 
 
+def parse_known_args(parser, argv: list[str]) -> tuple[Any, list[str]]:
+  """``parser``'s arguments and the ``--config.<key>=<value>`` overrides of ``argv``; any other
+  argument stops with the parser's usage error."""
+  args, rest = parser.parse_known_args(argv)
+  unknown = [a for a in rest if not a.startswith(OVERRIDE_PREFIX)]
+  if unknown:
+    parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+  return args, rest
+
+
 def _parse_value(text: str, current: Any, key: str) -> Any:
   """Reads ``text`` as a value of the type of ``current`` (the config's value for ``key``)."""
   def wrong_type():

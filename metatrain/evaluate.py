@@ -39,7 +39,7 @@ import lopt
 from lopt import shipped
 from lopt.checkpoint import CARD_FILE
 from metatrain import eval_report, suites
-from metatrain.config import ConfigError, OVERRIDE_PREFIX, apply_overrides, load_config
+from metatrain.config import ConfigError, apply_overrides, load_config, parse_known_args
 from metatrain.unroll import init_inner_state, unroll
 from tasks import SPLITS, TaskFamily
 
@@ -322,11 +322,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
   parser.add_argument("--overwrite", action="store_true",
                       help="start again in a workdir that holds an evaluation with other settings")
   parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-  args, rest = parser.parse_known_args(argv)
-  unknown = [a for a in rest if not a.startswith(OVERRIDE_PREFIX)]
-  if unknown:
-    parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-  return args, rest
+  return parse_known_args(parser, argv)
 
 
 def main(argv: list[str]) -> int:

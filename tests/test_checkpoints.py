@@ -2,11 +2,12 @@
 
 import jax
 import numpy as np
-import optax
 import pytest
 
 import lopt
+import tasks
 from metatrain import evaluate, suites
+from test_lopt import _train as train_in_plain_optax
 
 SHIPPED = lopt.pretrained_names()
 
@@ -17,24 +18,9 @@ def test_the_mulo_and_the_splo_ship():
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_a_shipped_optimizer_trains_a_model_in_a_plain_optax_loop(name):
-  # The README's three lines: load by name, init, update.
-  family = suites.TaskSpec("t", "mlp_classifier", {"hidden_sizes": (32, 32), "batch_size": 64},
-                           60).make_family()
+  family = tasks.MLPClassifierFamily(hidden_sizes=(32, 32), batch_size=64)
   task = family.task(family.sample(jax.random.PRNGKey(0)))
-  params = task.init(jax.random.PRNGKey(1))
-  tx = lopt.pretrained(name, num_steps=60)
-  opt_state = tx.init(params)
-
-  @jax.jit
-  def step(params, opt_state, key):
-    loss, grads = jax.value_and_grad(task.loss)(params, task.batch(key, "train"))
-    updates, opt_state = tx.update(grads, opt_state, params, value=loss)
-    return optax.apply_updates(params, updates), opt_state, loss
-
-  losses = []
-  for i in range(60):
-    params, opt_state, loss = step(params, opt_state, jax.random.PRNGKey(100 + i))
-    losses.append(float(loss))
+  losses = train_in_plain_optax(task, lopt.pretrained(name, num_steps=60), 60)
   assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:5])
 
 
