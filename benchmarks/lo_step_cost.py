@@ -1,26 +1,45 @@
-"""Cost of one update of every learned optimizer and every baseline against optax.adam, side by side.
+"""Cost of every learned optimizer against optax.adam, side by side in one process, in two parts.
 
-All optimizers update the same MLP pytree (784-1024-256-10 by default, ~1M parameters) in one process.
-Each update is ``jit``-ed, compiled before timing and fed its own state back; the timed rounds are
-interleaved (every optimizer once per round) so that load on a shared machine hits all of them alike,
-and each time is the median over rounds of the mean of many steps. Reported per optimizer:
+**(a) ``--part update``: one optimizer update.** Every learned optimizer and every baseline
+updates the same MLP pytree (``--layer-sizes``, 784-1024-256-10 by default, ~1M parameters) with
+fixed gradients. Reported per optimizer:
 
 * time per update and its ratio to Adam's;
 * optimizer-state bytes relative to Adam's;
-* for a learned optimizer, the FLOPs per parameter of its per-parameter MLP (the update's lower bound:
-  every parameter goes through the MLP) and the fraction of the machine's float32 matmul FLOP/s (a
-  1024^3 matmul, measured here) that this MLP work reaches at the measured update time.
+* for a learned optimizer, the FLOPs per parameter of its per-parameter MLP (the update's lower
+  bound: every parameter goes through the MLP) and the fraction of the machine's float32 matmul
+  FLOP/s (a 1024^3 matmul, measured here) that this MLP work reaches at the measured update time.
 
-Rows are appended to ``benchmarks/RESULTS.md``.
+**(b) ``--part step``: one whole training step** (forward, backward, optimizer update, apply) of
+Adam and of every learned optimizer at its default size, on two models from ``tasks``:
 
-    python benchmarks/lo_step_cost.py [--steps 20] [--rounds 7] [--layer-sizes 784,1024,256,10]
-                                      [--note "…"]
+* a causal character transformer LM (``tasks`` ``char_lm`` family on ``python_docs``; ``--lm-*``
+  flags). On a GPU/TPU it defaults to width 256, depth 4, 4 heads, 32 sequences of 256 tokens
+  (~3.3M parameters, 8,192 tokens per step), the size of the target below; on a CPU to width 128,
+  depth 2, 8 sequences of 128 tokens (~0.4M parameters, 1,024 tokens), which runs in minutes;
+* an MLP classifier on digits (``tasks`` ``mlp_classifier``; ``--mlp-*`` flags; by default the
+  quickstart's meta-training task, one hidden layer of 32 and batches of 128).
+
+The batch is drawn once and fed to every step; μLOs get the task's parameter roles. Reported per
+model and optimizer: ms per step and its ratio to Adam's step. The target: on the transformer,
+the ``mlp`` LO (the small_fc_lopt-size per-parameter MLP) takes at most ``TARGET`` = 1.3x Adam's
+step time; whether each LO meets it is printed.
+
+Each update or step is ``jit``-ed, compiled before timing and fed its own state back; the timed
+rounds are interleaved (every optimizer once per round, ``results.time_calls``) so that load on a
+shared machine hits all of them alike, and each time is the median over ``--rounds`` rounds of the
+mean of ``--steps`` calls. Rows are appended to ``benchmarks/RESULTS.md`` (or
+``$BENCHMARK_RESULTS``, see ``results.py``), one section per part.
+
+    python benchmarks/lo_step_cost.py [--part update|step|all] [--steps 20] [--rounds 7]
+        [--layer-sizes 784,1024,256,10]
+        [--lm-width W] [--lm-depth D] [--lm-heads H] [--lm-sequence-length T] [--lm-batch-size B]
+        [--mlp-hidden-sizes 32] [--mlp-batch-size 128] [--note "…"]
 """
 
 import argparse
-import statistics
+import functools
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -31,13 +50,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import results  # noqa: E402
 
 import lopt  # noqa: E402
+import tasks  # noqa: E402
 
-SECTION = "Optimizer update cost vs Adam, every LO and baseline (benchmarks/lo_step_cost.py)"
-HEADER = ["date", "machine", "parameters", "optimizer", "ms/update", "time / Adam",
-          "state bytes / Adam", "LO MLP FLOPs/param", "LO MLP FLOP/s / matmul FLOP/s", "note"]
+UPDATE_SECTION = "Optimizer update cost vs Adam, every LO and baseline (benchmarks/lo_step_cost.py)"
+UPDATE_HEADER = ["date", "machine", "parameters", "optimizer", "ms/update", "time / Adam",
+                 "state bytes / Adam", "LO MLP FLOPs/param", "LO MLP FLOP/s / matmul FLOP/s",
+                 "note"]
+STEP_SECTION = ("Whole training step (forward, backward, update, apply) vs Adam, every LO "
+                "(benchmarks/lo_step_cost.py)")
+STEP_HEADER = ["date", "machine", "model", "parameters", "tokens or examples / step", "optimizer",
+               "ms/step", "step / Adam step", "note"]
+# The most an LO's transformer training step may cost, as a multiple of Adam's (the issue's target
+# for the "mlp" LO).
+TARGET = 1.3
+# Transformer LM sizes by default: the target's size on an accelerator, a smaller one on a CPU.
+LM_DEFAULTS = {"accelerator": dict(width=256, depth=4, heads=4, sequence_length=256, batch_size=32),
+               "cpu": dict(width=128, depth=2, heads=4, sequence_length=128, batch_size=8)}
+NUM_STEPS = 1000  # The training length the optimizers plan for (schedules, LO progress features).
 
 
 def mlp_params(key, layer_sizes):
+  """Parameters ``{"linear_i": {"w", "b"}}`` of an MLP with ``layer_sizes``, fan-in scaled."""
   params = {}
   for i, (fan_in, fan_out) in enumerate(zip(layer_sizes[:-1], layer_sizes[1:])):
     key, sub = jax.random.split(key)
@@ -46,22 +79,37 @@ def mlp_params(key, layer_sizes):
   return params
 
 
-def optimizers(num_steps):
-  """``{label: (optax transformation, learned optimizer or None)}``: Adam first, then every baseline
-  (learning rate 1e-3, warmup + cosine) and every learned optimizer at its default size."""
-  entries = {"adam (optax, constant lr)": (optax.adam(1e-3), None)}
-  for name in lopt.BASELINES:
-    weight_decay = 1e-2 if name == "adamw" else 0.0
-    entries[f"{name} (baseline)"] = (lopt.make_baseline(name, 1e-3, num_steps, weight_decay), None)
+def num_parameters(params) -> int:
+  """The number of scalars in ``params``."""
+  return sum(p.size for p in jax.tree.leaves(params))
+
+
+def adam():
+  """``{label: (optax.adam with a constant learning rate 1e-3, None)}``, the reference."""
+  return {"adam (optax, constant lr)": (optax.adam(1e-3), None)}
+
+
+def baselines():
+  """``{label: (transformation, None)}`` of every baseline, learning rate 1e-3, warmup + cosine."""
+  return {f"{name} (baseline)": (lopt.make_baseline(name, 1e-3, NUM_STEPS,
+                                                     1e-2 if name == "adamw" else 0.0), None)
+          for name in lopt.BASELINES}
+
+
+def learned_optimizers(roles=None):
+  """``{label: (transformation, learned optimizer)}`` of every learned optimizer at its default
+  size and ``theta`` from ``init_meta_params``; ``roles`` go to the μP-aware ones."""
+  entries = {}
   for name, architecture in lopt.ARCHITECTURES.items():
     lo = architecture()
     theta = lo.init_meta_params(jax.random.PRNGKey(1))
     entries[f"{name} LO (hidden {lo.hidden_size}x{lo.num_hidden_layers})"] = (
-        lopt.as_optax(lo, theta, num_steps), lo)
+        lopt.as_optax(lo, theta, NUM_STEPS, roles), lo)
   return entries
 
 
 def state_bytes(tx, params) -> int:
+  """Bytes of the state of ``tx`` for ``params``."""
   state = jax.eval_shape(tx.init, params)
   return sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(state))
 
@@ -69,56 +117,78 @@ def state_bytes(tx, params) -> int:
 def matmul_flops_per_second(size=1024, repeats=20) -> float:
   """Measured float32 FLOP/s of a ``size``^3 matmul (median of ``repeats``)."""
   a = jax.random.normal(jax.random.PRNGKey(0), (size, size))
-  matmul = jax.jit(lambda x: x @ a)
-  jax.block_until_ready(matmul(a))
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(matmul(a))
-    times.append(time.perf_counter() - start)
-  return 2 * size**3 / statistics.median(times)
+  matmul = jax.jit(lambda x, a: x @ a)
+  seconds = results.time_call(functools.partial(matmul, a=a), a, steps=1, rounds=repeats,
+                              feed_back=False)
+  return 2 * size**3 / seconds
 
 
 def seconds_per_update(entries, params, grads, steps, rounds):
   """``{label: seconds}``: per optimizer, the median over interleaved rounds of the mean time of one
-  jitted update over ``steps`` updates."""
-  runners = {}
+  jitted update over ``steps`` updates, each fed the state the previous one returned."""
+  calls = {}
   for label, (tx, _) in entries.items():
-    update = jax.jit(lambda g, s, p, tx=tx: tx.update(g, s, p))
-    state = tx.init(params)
-    jax.block_until_ready(update(grads, state, params))  # Compile.
-    runners[label] = (update, state)
-  times = {label: [] for label in entries}
-  for _ in range(rounds):
-    for label, (update, state) in runners.items():
-      start = time.perf_counter()
-      for _ in range(steps):
-        updates, state = update(grads, state, params)
-      jax.block_until_ready((updates, state))
-      times[label].append((time.perf_counter() - start) / steps)
-      runners[label] = (update, state)
-  return {label: statistics.median(t) for label, t in times.items()}
+    # The carry is (updates, state): the updates are an output, so their work is not optimised away.
+    update = jax.jit(lambda carry, grads, params, tx=tx: tx.update(grads, carry[1], params))
+    calls[label] = (functools.partial(update, grads=grads, params=params), (grads, tx.init(params)))
+  return results.time_calls(calls, steps, rounds)
 
 
-def main(argv):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--steps", type=int, default=20, help="updates per timed round")
-  parser.add_argument("--rounds", type=int, default=7, help="interleaved timed rounds")
-  parser.add_argument("--layer-sizes", default="784,1024,256,10",
-                      help="MLP layer sizes, e.g. 784,4096,2048,10 for ~11M parameters")
-  parser.add_argument("--note", default="", help="recorded with every row, e.g. the machine's load")
-  args = parser.parse_args(argv)
+def train_step(task, tx):
+  """``(params, opt_state, loss), batch -> (params, opt_state, loss)``: one jitted training step
+  of ``task`` with ``tx`` (the loss reaches ``tx`` through ``value=``)."""
 
+  def step(carry, batch):
+    params, opt_state, _ = carry
+    loss, grads = jax.value_and_grad(task.loss)(params, batch)
+    updates, opt_state = tx.update(grads, opt_state, params, value=loss)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+  return jax.jit(step)
+
+
+def seconds_per_step(task, entries, params, batch, steps, rounds):
+  """``{label: seconds}``: per optimizer, the median over interleaved rounds of the mean time of
+  one jitted training step of ``task`` from ``params`` on ``batch``, over ``steps`` steps."""
+  calls = {label: (functools.partial(train_step(task, tx), batch=batch),
+                   (params, tx.init(params), jnp.zeros(())))
+           for label, (tx, _) in entries.items()}
+  return results.time_calls(calls, steps, rounds)
+
+
+def lm_task(args):
+  """The transformer LM task of the ``--lm-*`` flags, its description and tokens per step."""
+  family = tasks.CharLMFamily(width=args.lm_width, depth=args.lm_depth, num_heads=args.lm_heads,
+                              sequence_length=args.lm_sequence_length,
+                              batch_size=args.lm_batch_size)
+  description = (f"char_lm transformer, width {family.width}, depth {family.depth}, "
+                 f"{family.num_heads} heads")
+  tokens = (f"{family.batch_size * family.sequence_length:,} tokens "
+            f"({family.batch_size}x{family.sequence_length})")
+  return family.task(family.sample(jax.random.PRNGKey(0))), description, tokens
+
+
+def mlp_task(args):
+  """The digits MLP classifier task of the ``--mlp-*`` flags, its description and examples per
+  step."""
+  hidden_sizes = tuple(int(s) for s in args.mlp_hidden_sizes.split(","))
+  family = tasks.MLPClassifierFamily(hidden_sizes=hidden_sizes, batch_size=args.mlp_batch_size)
+  description = f"mlp_classifier on {family.dataset}, hidden {','.join(map(str, hidden_sizes))}"
+  return (family.task(family.sample(jax.random.PRNGKey(0))), description,
+          f"{family.batch_size:,} examples")
+
+
+def update_part(args, machine):
+  """Part (a): times one update of every optimizer on an MLP pytree, prints and records rows."""
   params = mlp_params(jax.random.PRNGKey(0), [int(s) for s in args.layer_sizes.split(",")])
   grads = jax.tree.map(lambda p: 1e-3 * jnp.ones_like(p), params)
-  num_params = sum(p.size for p in jax.tree.leaves(params))
-  entries = optimizers(num_steps=1000)
+  num_params = num_parameters(params)
+  entries = {**adam(), **baselines(), **learned_optimizers()}
   seconds = seconds_per_update(entries, params, grads, args.steps, args.rounds)
   matmul_flops = matmul_flops_per_second()
   adam_label = next(iter(entries))
   adam_seconds, adam_bytes = seconds[adam_label], state_bytes(entries[adam_label][0], params)
-  machine = results.machine()
-  print(f"{num_params:,} parameters on {machine}; matmul {matmul_flops / 1e9:.1f} GFLOP/s")
+  print(f"(a) one update, {num_params:,} parameters; matmul {matmul_flops / 1e9:.1f} GFLOP/s")
   for label, (tx, lo) in entries.items():
     flops = f"{lo.flops_per_parameter:,}" if lo else "-"
     fraction = (f"{lo.flops_per_parameter * num_params / seconds[label] / matmul_flops:.1%}"
@@ -127,7 +197,60 @@ def main(argv):
            f"{seconds[label] / adam_seconds:.1f}x",
            f"{state_bytes(tx, params) / adam_bytes:.3g}", flops, fraction, args.note]
     print(" | ".join(row[3:]))
-    results.record(SECTION, HEADER, row)
+    results.record(UPDATE_SECTION, UPDATE_HEADER, row)
+
+
+def step_part(args, machine):
+  """Part (b): times one training step of Adam and every LO on the transformer LM and the MLP
+  classifier, prints and records rows, and prints which LOs meet ``TARGET`` on the LM."""
+  for make_task, check_target in ((lm_task, True), (mlp_task, False)):
+    task, description, per_step = make_task(args)
+    init_key, batch_key = jax.random.split(jax.random.PRNGKey(0))
+    params, batch = task.init(init_key), task.batch(batch_key, "train")
+    entries = {**adam(), **learned_optimizers(task.roles(params))}
+    seconds = seconds_per_step(task, entries, params, batch, args.steps, args.rounds)
+    adam_seconds, parameters = seconds[next(iter(entries))], f"{num_parameters(params):,}"
+    print(f"(b) one training step: {description}, {parameters} parameters, {per_step} per step")
+    for label, (_, lo) in entries.items():
+      ratio = seconds[label] / adam_seconds
+      row = [results.today(), machine, description, parameters, per_step, label,
+             f"{seconds[label] * 1e3:.2f}", f"{ratio:.2f}x", args.note]
+      verdict = f" | target <= {TARGET}x Adam: {'met' if ratio <= TARGET else 'missed'}"
+      print(" | ".join(row[5:8]) + (verdict if lo and check_target else ""))
+      results.record(STEP_SECTION, STEP_HEADER, row)
+
+
+def parse_args(argv):
+  """The command line; ``--lm-*`` flags left out take ``LM_DEFAULTS`` for this backend."""
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--part", choices=("update", "step", "all"), default="all",
+                      help="(a) one optimizer update, (b) one whole training step, or both")
+  parser.add_argument("--steps", type=int, default=20, help="calls per timed round")
+  parser.add_argument("--rounds", type=int, default=7, help="interleaved timed rounds")
+  parser.add_argument("--layer-sizes", default="784,1024,256,10",
+                      help="(a) MLP layer sizes, e.g. 784,4096,2048,10 for ~11M parameters")
+  backend = "cpu" if jax.default_backend() == "cpu" else "accelerator"
+  for name, value in LM_DEFAULTS[backend].items():
+    parser.add_argument(f"--lm-{name.replace('_', '-')}", type=int, default=value,
+                        help=f"(b) transformer LM {name.replace('_', ' ')} (default on {backend}: "
+                             f"%(default)s)")
+  parser.add_argument("--mlp-hidden-sizes", default="32",
+                      help="(b) MLP classifier hidden layer sizes, comma-separated")
+  parser.add_argument("--mlp-batch-size", type=int, default=128,
+                      help="(b) MLP classifier examples per step")
+  parser.add_argument("--note", default="", help="recorded with every row, e.g. the machine's load")
+  return parser.parse_args(argv)
+
+
+def main(argv):
+  """Runs the parts of the benchmark that ``--part`` picks."""
+  args = parse_args(argv)
+  machine = results.machine()
+  print(f"on {machine}")
+  if args.part in ("update", "all"):
+    update_part(args, machine)
+  if args.part in ("step", "all"):
+    step_part(args, machine)
 
 
 if __name__ == "__main__":

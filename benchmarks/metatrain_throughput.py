@@ -1,18 +1,18 @@
 """Meta-training throughput of every estimator, and the memory of truncated backprop against ES.
 
 For each estimator and population size, builds the quickstart meta-training (digits MLP tasks, the
-MLP learned optimizer) with that estimator, compiles one outer step and times ``--steps`` of them.
-Reports outer steps/s and inner steps/s (inner training steps actually run, both members of an
-antithetic pair counted), and the compiled outer step's temporary memory as the unroll grows.
-Run it once per device count (``XLA_FLAGS=--xla_force_host_platform_device_count=8`` for 8 CPU
-devices); results go to ``benchmarks/RESULTS.md`` with the machine.
+MLP learned optimizer) with that estimator, compiles one outer step, runs it once untimed and times
+``--steps`` more, each fed the state the previous one returned. Reports outer steps/s and inner
+steps/s (inner training steps actually run, both members of an antithetic pair counted), and the
+compiled outer step's temporary memory as the unroll grows. Run it once per device count
+(``XLA_FLAGS=--xla_force_host_platform_device_count=8`` for 8 CPU devices); results go to
+``benchmarks/RESULTS.md`` (or ``$BENCHMARK_RESULTS``) with the machine.
 
     python benchmarks/metatrain_throughput.py [--populations 8 32 128] [--steps 5]
 """
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -29,6 +29,8 @@ ESTIMATORS = ("truncated_es", "pes", "tbptt", "full_es")
 
 
 def compiled_outer_step(name: str, population: int, unroll_length: int, horizon: int):
+  """The compiled outer step ``(state, key) -> (next state, next key)`` of the quickstart
+  meta-training with estimator ``name``, and its first input."""
   config = apply_overrides(load_config(QUICKSTART), [
       f"--config.estimator.name={name}", f"--config.estimator.population={population}",
       f"--config.estimator.unroll_length={unroll_length}", f"--config.estimator.horizon={horizon}"])
@@ -36,17 +38,20 @@ def compiled_outer_step(name: str, population: int, unroll_length: int, horizon:
   meta_optimizer = build_meta_optimizer(config)
   state = init_state(config, estimator, meta_optimizer)
 
-  def outer_step(state, key):
-    grad, estimator_state, _ = estimator.grad(state["theta"], state["estimator_state"], key)
+  def outer_step(carry):
+    state, key = carry
+    key, step_key = jax.random.split(key)
+    grad, estimator_state, _ = estimator.grad(state["theta"], state["estimator_state"], step_key)
     updates, meta_opt_state = meta_optimizer.update(grad, state["meta_opt_state"], state["theta"])
     return {**state, "theta": jax.tree.map(lambda t, u: t + u, state["theta"], updates),
-            "meta_opt_state": meta_opt_state, "estimator_state": estimator_state}
+            "meta_opt_state": meta_opt_state, "estimator_state": estimator_state}, key
 
-  compiled = jax.jit(outer_step).lower(state, jax.random.PRNGKey(0)).compile()
-  return compiled, state
+  carry = (state, jax.random.PRNGKey(1))
+  return jax.jit(outer_step).lower(carry).compile(), carry
 
 
 def inner_steps_per_outer_step(name: str, population: int, unroll_length: int, horizon: int):
+  """Inner training steps one outer step runs, both members of an antithetic pair counted."""
   per_member = horizon if name == "full_es" else unroll_length
   return population * per_member * (1 if name == "tbptt" else 2)
 
@@ -64,14 +69,8 @@ def main(argv):
     for population in args.populations:
       if population % devices:
         continue
-      step, state = compiled_outer_step(name, population, unroll_length, horizon)
-      state = step(state, jax.random.PRNGKey(1))
-      jax.block_until_ready(state)
-      start = time.perf_counter()
-      for i in range(args.steps):
-        state = step(state, jax.random.PRNGKey(2 + i))
-      jax.block_until_ready(state)
-      seconds = (time.perf_counter() - start) / args.steps
+      step, carry = compiled_outer_step(name, population, unroll_length, horizon)
+      seconds = results.time_call(step, carry, args.steps, rounds=1)
       inner = inner_steps_per_outer_step(name, population, unroll_length, horizon) / seconds
       print(f"{name:>12} population {population:>4}: {1 / seconds:8.2f} outer steps/s, "
             f"{inner:10.0f} inner steps/s")

@@ -1,13 +1,22 @@
-"""Records benchmark results as rows of markdown tables in ``benchmarks/RESULTS.md``."""
+"""Times jitted calls side by side and records results as rows of markdown tables.
+
+Rows go to ``benchmarks/RESULTS.md``, or to the file named by the environment variable
+``BENCHMARK_RESULTS`` (e.g. ``BENCHMARK_RESULTS=/tmp/smoke.md`` for a trial run that must not
+touch the recorded results).
+"""
 
 import datetime
 import os
 import platform
+import statistics
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import jax
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
+RESULTS = Path(os.environ.get("BENCHMARK_RESULTS") or Path(__file__).with_name("RESULTS.md"))
 
 
 def machine() -> str:
@@ -24,8 +33,52 @@ def machine() -> str:
   return f"{cpu}, {os.cpu_count()} cores, jax {jax.__version__} on {device.platform} ({device.device_kind})"
 
 
+def _call_repeatedly(fn: Callable, state: Any, steps: int, feed_back: bool) -> Any:
+  """Calls ``fn`` ``steps`` times from ``state``, waits for every result and returns the next
+  input: the last output if ``feed_back``, else ``state``."""
+  pending = []
+  for _ in range(steps):
+    output = fn(state)
+    if feed_back:
+      state, pending = output, [output]  # The last output depends on all the others.
+    else:
+      pending.append(output)
+  jax.block_until_ready(pending)
+  return state
+
+
+def time_calls(calls: Mapping[str, tuple[Callable, Any]], steps: int, rounds: int,
+               feed_back: bool = True) -> dict[str, float]:
+  """``{label: seconds per call}`` of each ``fn(state)`` in ``calls = {label: (fn, state)}``.
+
+  Every ``fn`` is called once first, untimed (this compiles it). Then each of ``rounds`` rounds
+  calls every ``fn`` in turn ``steps`` times and waits for the results; a call's time in a round is
+  the round's time over ``steps``, and the result is the median over rounds. The rounds interleave
+  the calls so that load on a shared machine hits all of them alike. With ``feed_back`` each call's
+  output is the next call's input (a step fed its own state, so the output must have the input's
+  structure); without it every call gets the first ``state``. Fixed inputs (a batch, the
+  gradients) are bound with ``functools.partial`` so that they reach a jitted ``fn`` as arguments.
+  """
+  inputs = {}
+  for label, (fn, state) in calls.items():
+    inputs[label] = _call_repeatedly(fn, state, 1, feed_back)
+  times = {label: [] for label in calls}
+  for _ in range(rounds):
+    for label, (fn, _) in calls.items():
+      start = time.perf_counter()
+      inputs[label] = _call_repeatedly(fn, inputs[label], steps, feed_back)
+      times[label].append((time.perf_counter() - start) / steps)
+  return {label: statistics.median(t) for label, t in times.items()}
+
+
+def time_call(fn: Callable, state: Any, steps: int, rounds: int, feed_back: bool = True) -> float:
+  """Seconds per call of ``fn(state)``: ``time_calls`` for one function."""
+  return time_calls({"": (fn, state)}, steps, rounds, feed_back)[""]
+
+
 def record(section: str, header: list[str], row: list[str]) -> None:
-  """Appends ``row`` to the table under ``## section``, creating the section if needed."""
+  """Appends ``row`` to the table under ``## section`` of ``RESULTS``, creating the section if
+  needed."""
   text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
   title = f"## {section}"
   line = "| " + " | ".join(row) + " |"
@@ -42,4 +95,5 @@ def record(section: str, header: list[str], row: list[str]) -> None:
 
 
 def today() -> str:
+  """Today's date, ISO 8601."""
   return datetime.date.today().isoformat()

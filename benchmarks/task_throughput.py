@@ -4,15 +4,13 @@ For each family (its default, small settings) and population ``P``, ``P`` tasks 
 trained together by one ``jit``-ed ``vmap`` of a ``lax.scan`` of ``steps`` Adam steps; the program is
 compiled before timing and timed as the median of ``repeats`` runs. Reports inner steps per second
 summed over the population (``P * steps / seconds``) and its ratio to population 1, side by side in
-one process, and appends them to ``benchmarks/RESULTS.md``.
+one process, and appends them to ``benchmarks/RESULTS.md`` (or ``$BENCHMARK_RESULTS``).
 
     python benchmarks/task_throughput.py [--steps 50] [--repeats 3] [--families mlp_classifier ...]
 """
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -47,15 +45,11 @@ def trainer(family, steps: int, learning_rate: float = 1e-3):
 
 
 def steps_per_second(family, population: int, steps: int, repeats: int) -> float:
-  run = trainer(family, steps)
+  """Inner steps per second summed over ``population`` tasks: the median of ``repeats`` runs."""
   keys = jax.random.split(jax.random.PRNGKey(0), population)
-  jax.block_until_ready(run(keys))
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(run(keys))
-    times.append(time.perf_counter() - start)
-  return population * steps / statistics.median(times)
+  seconds = results.time_call(trainer(family, steps), keys, steps=1, rounds=repeats,
+                              feed_back=False)
+  return population * steps / seconds
 
 
 def main(argv):
