@@ -24,6 +24,7 @@ evaluated (``test``) on.
 """
 
 import ast
+import concurrent.futures
 import dataclasses
 import functools
 import sysconfig
@@ -66,8 +67,14 @@ def python_docs_text() -> str:
   """The ``python_docs`` corpus as one string; see the module docstring."""
   from pydoc_data.topics import topics
   texts = [topics[name] for name in sorted(topics)]
-  for path in sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py")):
-    texts.extend(_docstrings(path.read_text(encoding="utf-8")))
+  sources = [path.read_text(encoding="utf-8")
+             for path in sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))]
+  # Parsed in a fresh thread: CPython 3.11's ast.parse can fail with "AST constructor recursion
+  # depth mismatch" in a thread whose recursion counter earlier code left off (a CPython bug, seen
+  # in this test suite); a new thread starts with a clean one.
+  with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+    for docstrings in pool.map(_docstrings, sources):
+      texts.extend(docstrings)
   return "\n\n".join(texts)
 
 
