@@ -4,7 +4,7 @@ Run with ``python -m metatrain --config configs/mixture.py``; every value can be
 command line, e.g. ``--config.task.members.cnn.width=32``.
 ``config.task`` names the mixture; each member group gives a registered family ``name``, its
 ``weight`` (its share of the population, apportioned by ``tasks.Mixture.slice_sizes``) and the
-family's settings. ``tasks.make_mixture(config.task.members)`` builds it.
+family's settings; ``metatrain.config.build_task_family`` builds it, checking every member.
 """
 
 from ml_collections import ConfigDict

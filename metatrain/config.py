@@ -133,13 +133,16 @@ def build_task_family(config: ConfigDict) -> tasks.TaskFamily | tasks.Mixture:
   _require(set(config.task.keys()) == {"name", "members"} and config.task.members,
            "a mixture task group holds 'name' and 'members' ({member: {name, weight, settings}}), "
            f"got keys {sorted(config.task.keys())}")
+  families, weights = [], []
   for member, settings in config.task.members.items():
     _require(isinstance(settings, ConfigDict) and "weight" in settings,
              f"mixture member '{member}' needs a group with a 'weight' and a family 'name'")
     group = ConfigDict({k: v for k, v in settings.items() if k != "weight"})
-    _build(tasks.FAMILIES, tasks.make_family, group, f"task family of mixture member '{member}'")
+    families.append(_build(tasks.FAMILIES, tasks.make_family, group,
+                           f"task family of mixture member '{member}'"))
+    weights.append(float(settings.weight))
   try:
-    return tasks.make_mixture(config.task.members.to_dict())
+    return tasks.Mixture(tuple(families), tuple(weights), tuple(config.task.members.keys()))
   except ValueError as e:
     raise ConfigError(str(e)) from None
 

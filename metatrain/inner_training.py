@@ -60,10 +60,13 @@ class InnerTraining:
     if self.meta_loss not in META_LOSSES:
       raise ValueError(f"unknown meta_loss '{self.meta_loss}'; valid choices: {list(META_LOSSES)}")
     objectives.check_normalization(self.normalization)
-    shortest = self.horizon if self.min_horizon is None else self.min_horizon
-    if not self.unroll_length <= shortest <= self.horizon:
-      raise ValueError(f"min_horizon ({shortest}) must be between unroll_length "
+    if not self.unroll_length <= self.shortest_horizon <= self.horizon:
+      raise ValueError(f"min_horizon ({self.shortest_horizon}) must be between unroll_length "
                        f"({self.unroll_length}) and horizon ({self.horizon})")
+
+  @property
+  def shortest_horizon(self) -> int:
+    return self.horizon if self.min_horizon is None else self.min_horizon
 
   @functools.cached_property
   def roles(self) -> Any:
@@ -81,8 +84,8 @@ class InnerTraining:
 
   def sample_horizon(self, key: jax.Array) -> jax.Array:
     """A horizon drawn uniformly from the multiples of ``unroll_length`` in [min_horizon, horizon]."""
-    shortest = self.horizon if self.min_horizon is None else self.min_horizon
-    low, high = -(-shortest // self.unroll_length), self.horizon // self.unroll_length
+    low = -(-self.shortest_horizon // self.unroll_length)
+    high = self.horizon // self.unroll_length
     return self.unroll_length * jax.random.randint(key, (), low, high + 1)
 
   def fresh(self, theta, key: jax.Array) -> InnerState:
