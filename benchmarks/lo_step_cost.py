@@ -25,6 +25,9 @@ model and optimizer: ms per step and its ratio to Adam's step. The target: on th
 the ``mlp`` LO (the small_fc_lopt-size per-parameter MLP) takes at most ``TARGET`` = 1.3x Adam's
 step time; whether each LO meets it is printed.
 
+Learned optimizers whose per-parameter MLP can compute in bfloat16 (``mlp_dtype``) are timed once per
+dtype of ``--mlp-dtypes`` (float32 and bfloat16 by default).
+
 Each update or step is ``jit``-ed, compiled before timing and fed its own state back; the timed
 rounds are interleaved (every optimizer once per round, ``results.time_calls``) so that load on a
 shared machine hits all of them alike, and each time is the median over ``--rounds`` rounds of the
@@ -34,10 +37,13 @@ mean of ``--steps`` calls. Rows are appended to ``benchmarks/RESULTS.md`` (or
     python benchmarks/lo_step_cost.py [--part update|step|all] [--steps 20] [--rounds 7]
         [--layer-sizes 784,1024,256,10]
         [--lm-width W] [--lm-depth D] [--lm-heads H] [--lm-sequence-length T] [--lm-batch-size B]
-        [--mlp-hidden-sizes 32] [--mlp-batch-size 128] [--note "…"]
+        [--mlp-hidden-sizes 32] [--mlp-batch-size 128] [--lopts mlp,mu_mlp,…]
+        [--mlp-dtypes float32,bfloat16]
+        [--note "…"]
 """
 
 import argparse
+import dataclasses
 import functools
 import sys
 from pathlib import Path
@@ -96,15 +102,20 @@ def baselines():
           for name in lopt.BASELINES}
 
 
-def learned_optimizers(roles=None):
-  """``{label: (transformation, learned optimizer)}`` of every learned optimizer at its default
-  size and ``theta`` from ``init_meta_params``; ``roles`` go to the μP-aware ones."""
+def learned_optimizers(names, mlp_dtypes, roles=None):
+  """``{label: (transformation, learned optimizer)}`` of the learned optimizers ``names`` at their
+  default size and ``theta`` from ``init_meta_params``, once per MLP compute dtype in
+  ``mlp_dtypes`` for those that have one; ``roles`` go to the μP-aware ones."""
   entries = {}
-  for name, architecture in lopt.ARCHITECTURES.items():
-    lo = architecture()
-    theta = lo.init_meta_params(jax.random.PRNGKey(1))
-    entries[f"{name} LO (hidden {lo.hidden_size}x{lo.num_hidden_layers})"] = (
-        lopt.as_optax(lo, theta, NUM_STEPS, roles), lo)
+  for name in names:
+    architecture = lopt.ARCHITECTURES[name]
+    has_dtype = any(f.name == "mlp_dtype" for f in dataclasses.fields(architecture))
+    for dtype in mlp_dtypes if has_dtype else ("float32",):
+      lo = architecture(mlp_dtype=dtype) if has_dtype else architecture()
+      theta = lo.init_meta_params(jax.random.PRNGKey(1))
+      size = f"hidden {lo.hidden_size}x{lo.num_hidden_layers}"
+      label = f"{name} LO ({size}{', bfloat16 MLP' if dtype == 'bfloat16' else ''})"
+      entries[label] = (lopt.as_optax(lo, theta, NUM_STEPS, roles), lo)
   return entries
 
 
@@ -183,7 +194,7 @@ def update_part(args, machine):
   params = mlp_params(jax.random.PRNGKey(0), [int(s) for s in args.layer_sizes.split(",")])
   grads = jax.tree.map(lambda p: 1e-3 * jnp.ones_like(p), params)
   num_params = num_parameters(params)
-  entries = {**adam(), **baselines(), **learned_optimizers()}
+  entries = {**adam(), **baselines(), **learned_optimizers(args.lopts, args.mlp_dtypes)}
   seconds = seconds_per_update(entries, params, grads, args.steps, args.rounds)
   matmul_flops = matmul_flops_per_second()
   adam_label = next(iter(entries))
@@ -207,7 +218,7 @@ def step_part(args, machine):
     task, description, per_step = make_task(args)
     init_key, batch_key = jax.random.split(jax.random.PRNGKey(0))
     params, batch = task.init(init_key), task.batch(batch_key, "train")
-    entries = {**adam(), **learned_optimizers(task.roles(params))}
+    entries = {**adam(), **learned_optimizers(args.lopts, args.mlp_dtypes, task.roles(params))}
     seconds = seconds_per_step(task, entries, params, batch, args.steps, args.rounds)
     adam_seconds, parameters = seconds[next(iter(entries))], f"{num_parameters(params):,}"
     print(f"(b) one training step: {description}, {parameters} parameters, {per_step} per step")
@@ -218,6 +229,16 @@ def step_part(args, machine):
       verdict = f" | target <= {TARGET}x Adam: {'met' if ratio <= TARGET else 'missed'}"
       print(" | ".join(row[5:8]) + (verdict if lo and check_target else ""))
       results.record(STEP_SECTION, STEP_HEADER, row)
+
+
+def _names(text: str) -> tuple[str, ...]:
+  """The comma-separated learned-optimizer names of ``--lopts``, checked against the registry."""
+  names = tuple(text.split(","))
+  unknown = [n for n in names if n not in lopt.ARCHITECTURES]
+  if unknown:
+    raise argparse.ArgumentTypeError(
+        f"unknown learned optimizer(s) {', '.join(unknown)}; valid: {', '.join(lopt.ARCHITECTURES)}")
+  return names
 
 
 def parse_args(argv):
@@ -238,6 +259,12 @@ def parse_args(argv):
                       help="(b) MLP classifier hidden layer sizes, comma-separated")
   parser.add_argument("--mlp-batch-size", type=int, default=128,
                       help="(b) MLP classifier examples per step")
+  parser.add_argument("--lopts", default=",".join(lopt.ARCHITECTURES), type=_names,
+                      help="learned optimizers to time, comma-separated (default: all)")
+  parser.add_argument("--mlp-dtypes", default="float32,bfloat16",
+                      type=lambda text: tuple(text.split(",")),
+                      help="compute dtypes of the LO MLP to time, for the LOs that have one "
+                           f"(valid: {','.join(lopt.per_param_mlp.COMPUTE_DTYPES)})")
   parser.add_argument("--note", default="", help="recorded with every row, e.g. the machine's load")
   return parser.parse_args(argv)
 

@@ -26,7 +26,8 @@ each scalar parameter are
 followed by the training-progress features ``tanh(s * min(t / T, 1))`` (``lopt.features``). The MLP
 shared by all parameters and the update ``u = step_mult * d * exp(exp_mult * a)`` are those of
 ``lopt.per_param_mlp``; at initialisation ``d`` is the factored momentum-Adam direction
-``-m_1 / sqrt(v_D)`` (normalised) plus a small random function of the features.
+``-m_1 / sqrt(v_D)`` (normalised) plus a small random function of the features. As in
+``MLPLOpt``, the MLP runs once over all tensors' rows, in float32 or ``mlp_dtype="bfloat16"``.
 
 Memory: an ``r x c`` matrix keeps ``K r c + D (r + c)`` float32 numbers; with the default two momenta
 that is Adam's ``2 r c`` plus a vanishing ``D (r + c)``, half of ``MLPLOpt``'s ``4 r c``. Unlike
@@ -71,11 +72,13 @@ class AdafacMLPLOpt:
   time_scales: tuple[float, ...] = (1.0, 3.0, 10.0, 30.0)
   step_mult: float = 1e-3
   exp_mult: float = 0.1
+  mlp_dtype: str = "float32"
 
   name: ClassVar[str] = "adafac_mlp"
 
   def __post_init__(self):
     per_param_mlp.check_size("AdafacMLPLOpt", self.hidden_size, self.num_hidden_layers)
+    per_param_mlp.compute_dtype(self.mlp_dtype)
     if not self.momentum_decays or not self.second_moment_decays:
       raise ValueError(
           "AdafacMLPLOpt needs at least one momentum decay and one second-moment decay")
@@ -113,17 +116,17 @@ class AdafacMLPLOpt:
     del loss  # This architecture does not read the loss.
     time = time_features(opt_state.step, opt_state.num_steps, self.time_scales)
 
-    def update_leaf(p, g, m, moments):
+    def accumulate_leaf(p, g, m, moments):
       g32 = g.astype(jnp.float32)
       m = update_momenta(m, g32, self.momentum_decays)
       moments, v = update_second_moments(moments, jnp.square(g32), self.second_moment_decays)
       features = moment_features(p.astype(jnp.float32), g32, m, v)
-      out = per_param_mlp.apply(theta, mlp_inputs(features, time))
-      step = per_param_mlp.update_from_output(out, self.step_mult, self.exp_mult)
-      return step.astype(p.dtype), m, moments
+      return mlp_inputs(features, time), m, moments
 
-    updates, momenta, second_moments = map_leaves(
-        update_leaf, params, grads, opt_state.momenta, opt_state.second_moments)
+    inputs, momenta, second_moments = map_leaves(
+        accumulate_leaf, params, grads, opt_state.momenta, opt_state.second_moments)
+    updates = per_param_mlp.tensor_updates(theta, params, inputs, self.step_mult, self.exp_mult,
+                                           self.mlp_dtype)
     new_state = AdafacMLPLOptState(momenta, second_moments, opt_state.step + 1,
                                    opt_state.num_steps)
     return updates, new_state

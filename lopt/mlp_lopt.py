@@ -22,6 +22,9 @@ feature ``m_1 / sqrt(v)`` through ``relu(x) - relu(-x) = x`` so that, at initial
 normalised momentum-Adam direction ``-m_1 / sqrt(v)`` plus a small random function of the features
 (``lopt.per_param_mlp``).
 
+The MLP runs once over the rows of all tensors together (``per_param_mlp.tensor_updates``), in
+float32 or, with ``mlp_dtype="bfloat16"``, in bfloat16 (float32 features, accumulators and update).
+
 State: ``K + 1`` float32 numbers per parameter (Adam keeps 2).
 """
 
@@ -57,11 +60,13 @@ class MLPLOpt:
   time_scales: tuple[float, ...] = (1.0, 3.0, 10.0, 30.0)
   step_mult: float = 1e-3
   exp_mult: float = 0.1
+  mlp_dtype: str = "float32"
 
   name: ClassVar[str] = "mlp"
 
   def __post_init__(self):
     per_param_mlp.check_size("MLPLOpt", self.hidden_size, self.num_hidden_layers)
+    per_param_mlp.compute_dtype(self.mlp_dtype)
     if not self.momentum_decays:
       raise ValueError("MLPLOpt needs at least one momentum decay")
 
@@ -98,16 +103,16 @@ class MLPLOpt:
     beta_v = self.second_moment_decay
     time = time_features(opt_state.step, opt_state.num_steps, self.time_scales)
 
-    def update_leaf(p, g, m, v):
+    def accumulate_leaf(p, g, m, v):
       g32 = g.astype(jnp.float32)
       m = update_momenta(m, g32, self.momentum_decays)
       v = beta_v * v + (1 - beta_v) * jnp.square(g32)
       features = moment_features(p.astype(jnp.float32), g32, m, v[None])
-      out = per_param_mlp.apply(theta, mlp_inputs(features, time))
-      step = per_param_mlp.update_from_output(out, self.step_mult, self.exp_mult)
-      return step.astype(p.dtype), m, v
+      return mlp_inputs(features, time), m, v
 
-    updates, momenta, second_moment = map_leaves(
-        update_leaf, params, grads, opt_state.momenta, opt_state.second_moment)
+    inputs, momenta, second_moment = map_leaves(
+        accumulate_leaf, params, grads, opt_state.momenta, opt_state.second_moment)
+    updates = per_param_mlp.tensor_updates(theta, params, inputs, self.step_mult, self.exp_mult,
+                                           self.mlp_dtype)
     new_state = MLPLOptState(momenta, second_moment, opt_state.step + 1, opt_state.num_steps)
     return updates, new_state

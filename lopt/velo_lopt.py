@@ -65,8 +65,8 @@ import numpy as np
 from lopt import loss_features, lstm, per_param_mlp
 from lopt.accumulators import (init_momenta, init_second_moments, update_momenta,
                                update_second_moments)
-from lopt.features import (adam_feature_index, moment_features, num_moment_features,
-                           rms_normalise, time_features)
+from lopt.features import (adam_feature_index, mean_squares, moment_features,
+                           normalised_stack, num_moment_features, time_features)
 from lopt.tree_utils import map_leaves
 
 # Scale of the log-RMS and log-size inputs of the LSTM (keeps them of order 1).
@@ -198,31 +198,32 @@ class VeLOLOpt:
     loss_state = loss_features.update(opt_state.loss_state, loss, self.loss_decays)
     shared = jnp.concatenate([time_features(opt_state.step, opt_state.num_steps, self.time_scales),
                               loss_features.features(loss_state)])
+    no_columns = jnp.zeros((0,))  # The per-parameter MLP reads no per-tensor columns.
 
     def accumulate(p, g, m, moments):
       g32 = g.astype(jnp.float32)
       m = update_momenta(m, g32, self.momentum_decays)
       moments, v = update_second_moments(moments, jnp.square(g32), self.second_moment_decays)
       features = moment_features(p.astype(jnp.float32), g32, m, v)
-      mean_square = jnp.mean(jnp.square(features), axis=tuple(range(p.ndim)))
+      mean_square = mean_squares(features)
       tensor_inputs = jnp.concatenate([LOG_RMS_SCALE * 0.5 * jnp.log(mean_square + _TINY),
                                        _shape_features(p.shape), shared])
-      return features, tensor_inputs, m, moments
+      return normalised_stack(features, mean_square, no_columns), tensor_inputs, m, moments
 
-    features, tensor_inputs, momenta, second_moments = map_leaves(
+    inputs, tensor_inputs, momenta, second_moments = map_leaves(
         accumulate, params, grads, opt_state.momenta, opt_state.second_moments)
     mixing, log_steps, lstm_state = self._controls(
         theta, jnp.stack(jax.tree.leaves(tensor_inputs)), opt_state.lstm_state)
 
-    def step_leaf(p, f, mix, log_step):
+    def step_leaf(p, x, mix, log_step):
       mlp = jax.tree.map(lambda w: jnp.tensordot(mix, w, axes=1), theta["bank"])
-      out = per_param_mlp.apply(mlp, rms_normalise(f))
+      out = per_param_mlp.apply(mlp, x)
       step = per_param_mlp.update_from_output(out, self.step_mult * jnp.exp(log_step),
                                               self.exp_mult)
       return (step.astype(p.dtype),)
 
     treedef = jax.tree.structure(params)
-    (updates,) = map_leaves(step_leaf, params, features, treedef.unflatten(list(mixing)),
+    (updates,) = map_leaves(step_leaf, params, inputs, treedef.unflatten(list(mixing)),
                             treedef.unflatten(list(log_steps)))
     new_state = VeLOLOptState(momenta, second_moments, lstm_state, loss_state,
                               opt_state.step + 1, opt_state.num_steps)

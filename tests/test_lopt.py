@@ -145,3 +145,32 @@ def test_save_leaves_nothing_half_written_when_metadata_is_not_json(tmp_path):
   with pytest.raises(TypeError):
     lopt.save(tmp_path / "lo", lo, lo.init_meta_params(jax.random.PRNGKey(0)), {"bad": object()})
   assert list(tmp_path.iterdir()) == []
+
+
+def test_one_network_pass_over_all_tensors_equals_one_pass_per_tensor():
+  lo = lopt.MLPLOpt()
+  theta = lo.init_meta_params(jax.random.PRNGKey(0))
+  keys = jax.random.split(jax.random.PRNGKey(1), 3)
+  inputs = [jax.random.normal(k, shape + (lo.num_features,))
+            for k, shape in zip(keys, [(5, 7), (7,), (2, 3, 4)])]
+  together = lopt.per_param_mlp.apply_to_tensors(theta, inputs)
+  for x, out in zip(inputs, together):
+    np.testing.assert_allclose(out, lopt.per_param_mlp.apply(theta, x), rtol=1e-5, atol=1e-6)
+
+
+def test_a_bfloat16_network_gives_float32_updates_close_to_the_float32_network():
+  params = _digits_task().init(jax.random.PRNGKey(3))
+  grads = jax.tree.map(lambda p: jnp.cos(3.0 * p) + 0.1, params)
+  updates = {}
+  for dtype in ("float32", "bfloat16"):
+    lo = lopt.MLPLOpt(mlp_dtype=dtype)
+    theta = lo.init_meta_params(jax.random.PRNGKey(0))
+    updates[dtype], _ = lo.update(theta, lo.init(theta, params, 10), grads, params)
+  for low, high in zip(jax.tree.leaves(updates["bfloat16"]), jax.tree.leaves(updates["float32"])):
+    assert low.dtype == jnp.float32
+    np.testing.assert_allclose(low, high, rtol=0.05, atol=0.02 * float(jnp.abs(high).max()))
+
+
+def test_unknown_mlp_dtype_is_rejected_with_the_valid_choices():
+  with pytest.raises(ValueError, match="float16.*valid: float32, bfloat16"):
+    lopt.MLPLOpt(mlp_dtype="float16")
