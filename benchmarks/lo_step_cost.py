@@ -176,7 +176,7 @@ def lm_task(args):
                  f"{family.num_heads} heads")
   tokens = (f"{family.batch_size * family.sequence_length:,} tokens "
             f"({family.batch_size}x{family.sequence_length})")
-  return family.task(family.sample(jax.random.PRNGKey(0))), description, tokens
+  return family.task(family.sample(jax.random.PRNGKey(0)), family.data()), description, tokens
 
 
 def mlp_task(args):
@@ -185,7 +185,7 @@ def mlp_task(args):
   hidden_sizes = tuple(int(s) for s in args.mlp_hidden_sizes.split(","))
   family = tasks.MLPClassifierFamily(hidden_sizes=hidden_sizes, batch_size=args.mlp_batch_size)
   description = f"mlp_classifier on {family.dataset}, hidden {','.join(map(str, hidden_sizes))}"
-  return (family.task(family.sample(jax.random.PRNGKey(0))), description,
+  return (family.task(family.sample(jax.random.PRNGKey(0)), family.data()), description,
           f"{family.batch_size:,} examples")
 
 

@@ -29,25 +29,28 @@ ESTIMATORS = ("truncated_es", "pes", "tbptt", "full_es")
 
 
 def compiled_outer_step(name: str, population: int, unroll_length: int, horizon: int):
-  """The compiled outer step ``(state, key) -> (next state, next key)`` of the quickstart
-  meta-training with estimator ``name``, and its first input."""
+  """The compiled outer step ``((state, key), data) -> (next state, next key)`` of the quickstart
+  meta-training with estimator ``name``, its first carry and the task family's data."""
   config = apply_overrides(load_config(QUICKSTART), [
       f"--config.estimator.name={name}", f"--config.estimator.population={population}",
       f"--config.estimator.unroll_length={unroll_length}", f"--config.estimator.horizon={horizon}"])
-  estimator = build_estimator(config, build_task_family(config), build_lopt(config))
+  family = build_task_family(config)
+  estimator = build_estimator(config, family, build_lopt(config))
   meta_optimizer = build_meta_optimizer(config)
-  state = init_state(config, estimator, meta_optimizer)
+  data = family.data()
+  state = init_state(config, estimator, meta_optimizer, data)
 
-  def outer_step(carry):
+  def outer_step(carry, data):
     state, key = carry
     key, step_key = jax.random.split(key)
-    grad, estimator_state, _ = estimator.grad(state["theta"], state["estimator_state"], step_key)
+    grad, estimator_state, _ = estimator.grad(state["theta"], data, state["estimator_state"],
+                                              step_key)
     updates, meta_opt_state = meta_optimizer.update(grad, state["meta_opt_state"], state["theta"])
     return {**state, "theta": jax.tree.map(lambda t, u: t + u, state["theta"], updates),
             "meta_opt_state": meta_opt_state, "estimator_state": estimator_state}, key
 
   carry = (state, jax.random.PRNGKey(1))
-  return jax.jit(outer_step).lower(carry).compile(), carry
+  return jax.jit(outer_step).lower(carry, data).compile(), carry, data
 
 
 def inner_steps_per_outer_step(name: str, population: int, unroll_length: int, horizon: int):
@@ -69,8 +72,8 @@ def main(argv):
     for population in args.populations:
       if population % devices:
         continue
-      step, carry = compiled_outer_step(name, population, unroll_length, horizon)
-      seconds = results.time_call(step, carry, args.steps, rounds=1)
+      step, carry, data = compiled_outer_step(name, population, unroll_length, horizon)
+      seconds = results.time_call(lambda carry: step(carry, data), carry, args.steps, rounds=1)
       inner = inner_steps_per_outer_step(name, population, unroll_length, horizon) / seconds
       print(f"{name:>12} population {population:>4}: {1 / seconds:8.2f} outer steps/s, "
             f"{inner:10.0f} inner steps/s")
@@ -82,7 +85,7 @@ def main(argv):
            f"{1 / seconds:.2f}", f"{inner:.0f}"])
   for unroll in args.unroll_lengths:
     for name in ("truncated_es", "tbptt"):
-      step, _ = compiled_outer_step(name, 8, unroll, 4 * unroll)
+      step, _, _ = compiled_outer_step(name, 8, unroll, 4 * unroll)
       memory = step.memory_analysis().temp_size_in_bytes / 2**20
       print(f"{name:>12} unroll {unroll:>3}: {memory:8.1f} MiB temporary memory")
       results.record("Outer-step memory as the unroll grows (benchmarks/metatrain_throughput.py)",

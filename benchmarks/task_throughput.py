@@ -25,12 +25,12 @@ POPULATIONS = (1, 8, 32)
 
 
 def trainer(family, steps: int, learning_rate: float = 1e-3):
-  """A jitted function: task keys ``[P, 2]`` -> final mean loss per task, after ``steps`` steps."""
+  """A jitted function: task keys ``[P, 2]`` -> mean loss per task over ``steps`` steps."""
   tx = optax.adam(learning_rate)
 
-  def train(key):
+  def train(key, data):
     task_key, init_key, data_key = jax.random.split(key, 3)
-    task = family.task(family.sample(task_key))
+    task = family.task(family.sample(task_key), data)
     params = task.init(init_key)
 
     def step(carry, batch_key):
@@ -41,7 +41,9 @@ def trainer(family, steps: int, learning_rate: float = 1e-3):
 
     return jax.lax.scan(step, (params, tx.init(params)), jax.random.split(data_key, steps))[1].mean()
 
-  return jax.jit(jax.vmap(train))
+  run = jax.jit(jax.vmap(train, in_axes=(0, None)))
+  data = family.data()
+  return lambda keys: run(keys, data)
 
 
 def steps_per_second(family, population: int, steps: int, repeats: int) -> float:

@@ -41,7 +41,7 @@ from lopt.checkpoint import CARD_FILE
 from metatrain import eval_report, suites
 from metatrain.config import ConfigError, apply_overrides, load_config, parse_known_args
 from metatrain.unroll import init_inner_state, unroll
-from tasks import SPLITS, TaskFamily
+from tasks import SPLITS, Data, TaskFamily
 
 EVAL_SEED_OFFSET = 1_000_003  # Evaluation tasks use seeds far from the meta-training seeds.
 LEARNED = "learned"  # The learned optimizer's name among the optimizers of an evaluation.
@@ -56,11 +56,11 @@ def eval_keys(seed: int, num_seeds: int) -> jax.Array:
   return jax.random.split(jax.random.PRNGKey(EVAL_SEED_OFFSET + seed), num_seeds)
 
 
-def _train_one(family: TaskFamily, tx: optax.GradientTransformationExtraArgs, key: jax.Array,
-               num_steps: int) -> dict[str, jax.Array]:
-  state = init_inner_state(family, tx, key, num_steps)
-  state, losses = unroll(family, tx, state, num_steps)
-  task = family.task(state.task_params)
+def _train_one(family: TaskFamily, data: Data, tx: optax.GradientTransformationExtraArgs,
+               key: jax.Array, num_steps: int) -> dict[str, jax.Array]:
+  state = init_inner_state(family, data, tx, key, num_steps)
+  state, losses = unroll(family, data, tx, state, num_steps)
+  task = family.task(state.task_params, data)
   final = {f"{split}_{name}": value for split in SPLITS
            for name, value in task.evaluate(state.params, split).items()}
   return {"losses": losses["train"], **final}
@@ -69,16 +69,19 @@ def _train_one(family: TaskFamily, tx: optax.GradientTransformationExtraArgs, ke
 def train_population(family: TaskFamily, tx: optax.GradientTransformationExtraArgs,
                      keys: jax.Array, num_steps: int) -> dict[str, np.ndarray]:
   """Trains one task per key for ``num_steps`` steps; arrays have the keys as leading axis."""
-  run = jax.jit(jax.vmap(lambda k: _train_one(family, tx, k, num_steps)))
-  return jax.tree.map(np.asarray, run(keys))
+  run = jax.jit(jax.vmap(lambda k, data: _train_one(family, data, tx, k, num_steps),
+                         in_axes=(0, None)))
+  return jax.tree.map(np.asarray, run(keys, family.data()))
 
 
 def run_grid(family: TaskFamily, make_tx: Callable[[jax.Array], optax.GradientTransformation],
              values, keys: jax.Array, num_steps: int) -> dict[str, np.ndarray]:
   """Trains every task with ``make_tx(v)`` for every ``v`` of ``values`` in one program; arrays
   have the values, then the keys, as leading axes."""
-  run_at = lambda v: jax.vmap(lambda k: _train_one(family, make_tx(v), k, num_steps))(keys)
-  return jax.tree.map(np.asarray, jax.jit(jax.vmap(run_at))(jnp.asarray(values)))
+  run_at = lambda v, data: jax.vmap(
+      lambda k: _train_one(family, data, make_tx(v), k, num_steps))(keys)
+  run = jax.jit(jax.vmap(run_at, in_axes=(0, None)))
+  return jax.tree.map(np.asarray, run(jnp.asarray(values), family.data()))
 
 
 def _select(final_train_losses: np.ndarray) -> tuple[list[float], int]:
@@ -226,7 +229,7 @@ def _runs_json(runs: dict[str, np.ndarray]) -> dict[str, Any]:
 def task_roles(family: TaskFamily) -> Any:
   """The parameter roles (``Task.roles``) of the family's tasks, which μP-aware optimizers read."""
   key = jax.random.PRNGKey(0)
-  task = family.task(family.sample(key))
+  task = family.task(family.sample(key), family.data())
   return task.roles(jax.eval_shape(task.init, key))
 
 

@@ -21,6 +21,9 @@ optimizer plans for that ``T``: meta-training then covers trainings of several l
 learned optimizer will meet them. The population starts staggered at random multiples of
 ``unroll_length`` below each task's horizon, so that every window of a training is represented in
 every outer step.
+
+Every method takes the family's ``data`` (``family.data()``, or its traced value inside the
+estimator's ``jit``), shared by the whole population.
 """
 
 import dataclasses
@@ -34,7 +37,7 @@ import optax
 from lopt import LearnedOptimizer, as_optax
 from metatrain.aggregate import select
 from metatrain.unroll import InnerState, finished, init_inner_state, unroll
-from tasks import TaskFamily, objectives
+from tasks import Data, TaskFamily, objectives
 
 META_LOSSES = ("train", "held_out")
 
@@ -72,11 +75,13 @@ class InnerTraining:
   def roles(self) -> Any:
     """The parameter roles of the family's tasks (the same for every task of a family), which
     role-aware learned optimizers (μLO) read."""
+    data = self.family.data()
+
     def abstract_task(key):
       task_params = self.family.sample(key)
-      return task_params, self.family.task(task_params).init(key)
+      return task_params, self.family.task(task_params, data).init(key)
     task_params, params = jax.eval_shape(abstract_task, jax.random.PRNGKey(0))
-    return self.family.task(task_params).roles(params)
+    return self.family.task(task_params, data).roles(params)
 
   def optimizer(self, theta, horizon: int | jax.Array) -> optax.GradientTransformationExtraArgs:
     """The learned optimizer at ``theta`` as users get it, planning for ``horizon`` steps."""
@@ -88,29 +93,30 @@ class InnerTraining:
     high = self.horizon // self.unroll_length
     return self.unroll_length * jax.random.randint(key, (), low, high + 1)
 
-  def fresh(self, theta, key: jax.Array) -> InnerState:
+  def fresh(self, theta, data: Data, key: jax.Array) -> InnerState:
     """One new inner training at step 0, of a freshly drawn horizon."""
     horizon = self.sample_horizon(jax.random.fold_in(key, 1))
-    return init_inner_state(self.family, self.optimizer(theta, horizon), key, horizon)
+    return init_inner_state(self.family, data, self.optimizer(theta, horizon), key, horizon)
 
-  def start(self, theta, key: jax.Array, population: int) -> InnerState:
+  def start(self, theta, data: Data, key: jax.Array, population: int) -> InnerState:
     """Starts ``population`` inner trainings at random multiples of ``unroll_length`` steps."""
     init_key, offset_key = jax.random.split(key)
-    states = jax.vmap(lambda k: self.fresh(theta, k))(jax.random.split(init_key, population))
+    states = jax.vmap(lambda k: self.fresh(theta, data, k))(jax.random.split(init_key, population))
     num_windows = states.horizon // self.unroll_length
     offsets = self.unroll_length * jax.random.randint(offset_key, (population,), 0, num_windows)
     return states._replace(step=offsets.astype(jnp.int32))
 
-  def reset_finished(self, theta, states: InnerState, key: jax.Array) -> InnerState:
+  def reset_finished(self, theta, data: Data, states: InnerState, key: jax.Array) -> InnerState:
     """Restarts (with fresh tasks) the inner trainings that reached their horizon."""
-    fresh = jax.vmap(lambda k: self.fresh(theta, k))(jax.random.split(key, states.step.shape[0]))
+    fresh = jax.vmap(lambda k: self.fresh(theta, data, k))(
+        jax.random.split(key, states.step.shape[0]))
     return select(finished(states), fresh, states)
 
   def mark_finished(self, states: InnerState, done: jax.Array) -> InnerState:
     """``states`` with the trainings where ``done`` holds set to their horizon (to be restarted)."""
     return states._replace(step=jnp.where(done, states.horizon, states.step))
 
-  def meta_loss_of_unroll(self, theta, state: InnerState, num_steps: int | None = None,
+  def meta_loss_of_unroll(self, theta, data: Data, state: InnerState, num_steps: int | None = None,
                           remat: bool = False) -> tuple[jax.Array, InnerState, jax.Array]:
     """Unrolls one task; returns ``(meta_loss, next_state, diverged)``.
 
@@ -119,7 +125,7 @@ class InnerTraining:
     num_steps = self.unroll_length if num_steps is None else num_steps
     # The optimizer's planned horizon lives in its state, so the exported transformation's own
     # num_steps (only read by its init) does not matter here.
-    end, losses = unroll(self.family, self.optimizer(theta, self.horizon), state, num_steps,
+    end, losses = unroll(self.family, data, self.optimizer(theta, self.horizon), state, num_steps,
                          held_out=self.meta_loss == "held_out", remat=remat)
     scored = objectives.normalize(losses[self.meta_loss], state.initial_loss, self.normalization)
     diverged = ~(all_finite(losses) & all_finite(end.params))

@@ -1,10 +1,12 @@
 """The outer loop: meta-train a learned optimizer's theta from a config, with checkpoints and logs.
 
 Read top to bottom: build the task family, the learned optimizer, the estimator and the
-meta-optimizer from the config; start (or restore from the last orbax checkpoint) the meta-training
-state; then each outer step draws its key from the step number, estimates the meta-gradient over
-the population, updates theta, logs and checkpoints. Because every key is a function of the seed and
-the step, a run resumed from a checkpoint writes exactly the metrics an uninterrupted run writes.
+meta-optimizer from the config; copy the family's datasets to every device once (they are an
+argument of every jitted step, never part of the checkpointed state); start (or restore from the
+last orbax checkpoint) the meta-training state; then each outer step draws its key from the step
+number, estimates the meta-gradient over the population, updates theta, logs and checkpoints.
+Because every key is a function of the seed and the step, a run resumed from a checkpoint writes
+exactly the metrics an uninterrupted run writes.
 """
 
 import functools
@@ -37,12 +39,12 @@ def build_meta_optimizer(config: ConfigDict) -> optax.GradientTransformation:
       max_consecutive_errors=10)
 
 
-def init_state(config: ConfigDict, estimator, meta_optimizer: optax.GradientTransformation
-               ) -> dict[str, Any]:
+def init_state(config: ConfigDict, estimator, meta_optimizer: optax.GradientTransformation,
+               data) -> dict[str, Any]:
   theta_key, population_key = jax.random.split(jax.random.PRNGKey(config.seed))
   theta = build_lopt(config).init_meta_params(theta_key)
   return {"theta": theta, "meta_opt_state": meta_optimizer.init(theta),
-          "estimator_state": estimator.init(theta, population_key),
+          "estimator_state": estimator.init(theta, data, population_key),
           "step": jnp.zeros((), jnp.int32)}
 
 
@@ -77,13 +79,16 @@ def meta_train(config: ConfigDict, run_dir: Path, show_progress: bool = True) ->
   The returned state also holds ``seconds``, the wall time of meta-training over all sessions.
   Every process of a multi-process run calls this; only process 0 writes metrics.
   """
-  estimator = build_estimator(config, build_task_family(config), build_lopt(config))
+  family = build_task_family(config)
+  estimator = build_estimator(config, family, build_lopt(config))
   meta_optimizer = build_meta_optimizer(config)
   mesh = sharding.population_mesh()
   sharding.check_population(population_slice_sizes(config), mesh)
-  make_state = lambda: init_state(config, estimator, meta_optimizer)
-  shardings = state_shardings(estimator, jax.eval_shape(make_state), mesh)
-  state = jax.jit(make_state, out_shardings=shardings)()
+  data = family.data()
+  data = jax.device_put(data, sharding.replicated_shardings(data, mesh))
+  make_state = lambda data: init_state(config, estimator, meta_optimizer, data)
+  shardings = state_shardings(estimator, jax.eval_shape(make_state, data), mesh)
+  state = jax.jit(make_state, out_shardings=shardings)(data)
   loop_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
 
   manager = ocp.CheckpointManager(run_dir.absolute() / CHECKPOINT_DIR,
@@ -99,9 +104,10 @@ def meta_train(config: ConfigDict, run_dir: Path, show_progress: bool = True) ->
                    config.wandb.project) if is_writer else None
 
   @functools.partial(jax.jit, out_shardings=(shardings, None), donate_argnums=0)
-  def outer_step(state):
+  def outer_step(state, data):
     key = jax.random.fold_in(loop_key, state["step"])
-    grad, estimator_state, metrics = estimator.grad(state["theta"], state["estimator_state"], key)
+    grad, estimator_state, metrics = estimator.grad(state["theta"], data,
+                                                    state["estimator_state"], key)
     updates, meta_opt_state = meta_optimizer.update(grad, state["meta_opt_state"], state["theta"])
     metrics["grad_norm"] = optax.global_norm(grad)
     return {"theta": optax.apply_updates(state["theta"], updates), "meta_opt_state": meta_opt_state,
@@ -112,7 +118,7 @@ def meta_train(config: ConfigDict, run_dir: Path, show_progress: bool = True) ->
             disable=not (show_progress and is_writer), dynamic_ncols=True) as bar:
     for step in range(start + 1, steps + 1):
       started = time.perf_counter()
-      state, metrics = outer_step(state)
+      state, metrics = outer_step(state, data)
       metrics = {k: float(v) for k, v in metrics.items()}
       seconds += time.perf_counter() - started
       if log:

@@ -2,11 +2,13 @@
 
 An ``InnerState`` is one task's training in progress. ``unroll`` advances it ``num_steps`` steps
 with ``lax.scan``; everything is a pure function of arrays, so a population of inner states is a
-leading axis that ``vmap`` maps. Meta-training passes a learned optimizer exported with
-``lopt.as_optax`` (so meta-training trains exactly what users get); evaluation passes any optax
-transformation. Each inner training knows its own ``horizon`` (meta-training may draw it per task)
-and its ``initial_loss``, the training loss of its first batch at initialisation, by which
-meta-losses of tasks of different scales can be normalised (``tasks.objectives``).
+leading axis that ``vmap`` maps; the family's ``data`` (``family.data()``, shared by the population,
+not mapped) is an argument that callers pass through their ``jit`` (see ``tasks.base``).
+Meta-training passes a learned optimizer exported with ``lopt.as_optax`` (so meta-training trains
+exactly what users get); evaluation passes any optax transformation. Each inner training knows
+its own ``horizon`` (meta-training may draw it per task) and its ``initial_loss``, the training loss
+of its first batch at initialisation, by which meta-losses of tasks of different scales can be
+normalised (``tasks.objectives``).
 """
 
 from typing import Any, NamedTuple
@@ -15,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from tasks import TaskFamily
+from tasks import Data, TaskFamily
 
 
 class InnerState(NamedTuple):
@@ -35,15 +37,16 @@ def batch_key(state: InnerState) -> jax.Array:
   return jax.random.fold_in(state.data_key, state.step)
 
 
-def init_inner_state(family: TaskFamily, tx: optax.GradientTransformation, key: jax.Array,
-                     horizon: int | jax.Array) -> InnerState:
-  """Draws a task from ``family`` and starts a training of ``horizon`` steps with ``tx``.
+def init_inner_state(family: TaskFamily, data: Data, tx: optax.GradientTransformation,
+                     key: jax.Array, horizon: int | jax.Array) -> InnerState:
+  """Draws a task from ``family`` (on its ``data``) and starts a training of ``horizon`` steps
+  with ``tx``.
 
   ``tx`` should plan for ``horizon`` steps (a learned optimizer reads it through ``as_optax``).
   """
   task_key, init_key, data_key = jax.random.split(key, 3)
   task_params = family.sample(task_key)
-  task = family.task(task_params)
+  task = family.task(task_params, data)
   params = task.init(init_key)
   state = InnerState(params=params, opt_state=tx.init(params), step=jnp.zeros((), jnp.int32),
                      horizon=jnp.asarray(horizon, jnp.int32), initial_loss=jnp.zeros(()),
@@ -57,8 +60,8 @@ def finished(state: InnerState) -> jax.Array:
   return state.step >= state.horizon
 
 
-def unroll(family: TaskFamily, tx: optax.GradientTransformationExtraArgs, state: InnerState,
-           num_steps: int, held_out: bool = False, remat: bool = False
+def unroll(family: TaskFamily, data: Data, tx: optax.GradientTransformationExtraArgs,
+           state: InnerState, num_steps: int, held_out: bool = False, remat: bool = False
            ) -> tuple[InnerState, dict[str, jax.Array]]:
   """Trains ``num_steps`` steps with ``tx``; returns the new state and per-step losses.
 
@@ -68,7 +71,7 @@ def unroll(family: TaskFamily, tx: optax.GradientTransformationExtraArgs, state:
   ``remat`` recomputes each step's activations in the backward pass (``jax.checkpoint``), so that
   differentiating through the unroll keeps one step's activations instead of ``num_steps``.
   """
-  task = family.task(state.task_params)
+  task = family.task(state.task_params, data)
 
   def train_step(state: InnerState, _):
     step_key = batch_key(state)

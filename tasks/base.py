@@ -2,22 +2,40 @@
 
 A ``Task`` is one training problem; a ``TaskFamily`` is a distribution over tasks of one shape.
 ``TaskFamily.sample(key)`` returns ``task_params``, a pytree of arrays, so that a population of tasks
-is a leading array axis that ``vmap`` maps; ``TaskFamily.task(task_params)`` builds the task from
-them (inside traced code it may close over traced ``task_params``). Task and family objects hold
-static configuration only; datasets are arrays held in memory and batches are drawn on device from
-a key, so an inner training loop has no Python in it.
+is a leading array axis that ``vmap`` maps. ``TaskFamily.data()`` returns ``data``, the datasets all
+its tasks read: a pytree of device arrays (``{}`` for a family without data), put on the device once
+per process. ``TaskFamily.task(task_params, data)`` builds the task from both (inside traced code it
+closes over the traced arguments). Task and family objects hold static configuration only; batches
+are drawn on device from a key, so an inner training loop has no Python in it.
+
+Code that ``jit``s a task takes ``data`` as an argument of the jitted function (not ``vmap``-ed: the
+population shares it) and passes it on. A concrete array that traced code closes over is lowered
+into the compiled program as a constant: the whole dataset would then be copied into every program,
+costing seconds of compilation and its size in memory each time.
 """
 
-from typing import Any, Protocol
+import functools
+from typing import Any, Callable, Protocol
 
 import jax
 
 Params = Any
 Batch = Any
 TaskParams = Any
+Data = Any
 
 ROLES = ("input", "hidden", "output", "vector")
 SPLITS = ("train", "test")
+
+
+def on_device(read: Callable[..., Any]) -> Callable[..., Data]:
+  """``read`` (arguments -> host arrays) made to return its arrays on the default device, read and
+  put there once per process and arguments."""
+  @functools.lru_cache(maxsize=None)
+  def put(*args):
+    with jax.ensure_compile_time_eval():  # Concrete arrays, even if first called while tracing.
+      return jax.device_put(read(*args))
+  return put
 
 
 class Task(Protocol):
@@ -47,5 +65,9 @@ class TaskFamily(Protocol):
   def sample(self, key: jax.Array) -> TaskParams:
     """Draws the arrays that pick one task of the family."""
 
-  def task(self, task_params: TaskParams) -> Task:
-    """Returns the task that ``task_params`` picks."""
+  def data(self) -> Data:
+    """The device arrays every task of the family reads (``{}`` if none), the same each call."""
+
+  def task(self, task_params: TaskParams, data: Data) -> Task:
+    """Returns the task that ``task_params`` picks, reading ``data`` (``self.data()`` or its
+    traced value)."""

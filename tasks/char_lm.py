@@ -1,7 +1,7 @@
 """A family of causal character-level Transformer LMs (``tasks.transformer.char_lm``) on a text corpus.
 
 ``corpus``, ``data_dir``, ``train_split`` and ``test_split`` make the family's
-``tasks.text.TextData``.
+``tasks.text.TextData``; the family's ``data()`` is the tokens of both splits, on device.
 
 A batch is ``batch_size`` windows of ``sequence_length + 1`` consecutive tokens; the loss is the mean
 next-token cross-entropy ``-1/(B T) sum_{b,t} log p(x_{b,t+1} | x_{b,<=t})`` in nats. A task draws
@@ -44,7 +44,7 @@ class CharLMFamily:
   name: ClassVar[str] = "char_lm"
 
   def __post_init__(self):
-    _ = self.data  # Building it checks the data settings.
+    _ = self.text_data  # Building it checks the data settings.
     mup.check_parametrization(self.parametrization)
     for name in ("width", "depth", "num_heads", "base_width", "sequence_length", "batch_size",
                  "eval_windows"):
@@ -53,17 +53,20 @@ class CharLMFamily:
     transformer.check_heads(self.width, self.num_heads, self.base_width)
     variation.check_settings(self.min_subset, 0.0, 1.0)
 
-  @property
-  def data(self) -> text.TextData:
+  @functools.cached_property
+  def text_data(self) -> text.TextData:
     return text.TextData(self.corpus, self.data_dir, self.train_split, self.test_split)
 
+  def data(self) -> dict[str, jax.Array]:
+    return self.text_data.arrays()
+
   def sample(self, key: jax.Array) -> dict[str, jax.Array]:
-    num_windows = len(self.data.tokens()["train"]) - self.sequence_length
+    num_windows = len(self.data()["train"]) - self.sequence_length
     subset = variation.sample(key, num_windows, self.min_subset)
     return {name: subset[name] for name in ("subset_start", "subset_size")}
 
-  def task(self, task_params: dict) -> "CharLM":
-    return CharLM(self, task_params)
+  def task(self, task_params: dict, data: dict) -> "CharLM":
+    return CharLM(self, task_params, data)
 
   def at_base_width(self) -> "CharLMFamily":
     return dataclasses.replace(self, width=self.base_width)
@@ -75,6 +78,7 @@ class CharLM(mup.WidthScaledTask):
 
   family: CharLMFamily
   task_params: dict
+  data: dict
 
   @functools.cached_property
   def _model(self) -> hk.Transformed:
@@ -111,13 +115,12 @@ class CharLM(mup.WidthScaledTask):
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, targets).mean()
     return loss, jnp.mean(jnp.argmax(logits, -1) == targets)
 
-  def _windows(self, tokens, starts: jax.Array) -> jax.Array:
+  def _windows(self, tokens: jax.Array, starts: jax.Array) -> jax.Array:
     length = self.family.sequence_length + 1
-    corpus = jnp.asarray(tokens)
-    take = lambda start: jax.lax.dynamic_slice(corpus, (start,), (length,))
+    take = lambda start: jax.lax.dynamic_slice(tokens, (start,), (length,))
     return jax.vmap(take)(starts).astype(jnp.int32)
 
-  def _split(self, split: str):
+  def _split(self, split: str) -> jax.Array:
     if split not in SPLITS:
       raise ValueError(f"unknown split '{split}'; valid choices: {list(SPLITS)}")
-    return self.family.data.tokens()[split]
+    return self.data[split]

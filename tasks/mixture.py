@@ -2,7 +2,8 @@
 
 Families of a mixture differ in shapes (architecture, width, depth, data set), so they cannot share
 one ``vmap``; a population of ``P`` tasks is cut into consecutive slices, one per family, each a
-``vmap`` over its own ``task_params``. ``slice_sizes`` apportions the slots deterministically by the
+``vmap`` over its own ``task_params`` reading its own ``data()`` (``Mixture.data()`` is the tuple of
+the members' data). ``slice_sizes`` apportions the slots deterministically by the
 largest-remainder method: family ``i`` gets ``floor(q_i)`` slots, ``q_i = P w_i / sum(w)``, and the
 slots left over go to the largest remainders ``q_i - floor(q_i)`` (earlier families first on ties).
 """
@@ -54,6 +55,10 @@ class Mixture:
         raise ValueError(f"a population of {population} leaves no slot for {label} of weight "
                          f"{weight} among {len(self.families)} families; use a larger population")
     return tuple(sizes)
+
+  def data(self) -> tuple:
+    """Each family's ``data()``, in order."""
+    return tuple(family.data() for family in self.families)
 
 
 def make_mixture(members: Mapping[str, Mapping[str, Any]]) -> Mixture:

@@ -103,14 +103,15 @@ def mup_adam(learning_rate: float, multipliers, **adam_kwargs) -> optax.Gradient
 
 
 class WidthScaledTask:
-  """Roles and μP learning-rate factors for a task with ``family`` and ``task_params`` fields, whose
-  family has ``parametrization`` and ``at_base_width()`` (the same model at the μP base width)."""
+  """Roles and μP learning-rate factors for a task with ``family``, ``task_params`` and ``data``
+  fields, whose family has ``parametrization`` and ``at_base_width()`` (the same model at the μP
+  base width)."""
 
   def roles(self, params):
     return roles_from_names(params)
 
   def lr_multipliers(self, params):
     """Per-parameter Adam learning-rate factors of ``lr_multipliers`` (all 1 under SP)."""
-    base = self.family.at_base_width().task(self.task_params)
+    base = self.family.at_base_width().task(self.task_params, self.data)
     return lr_multipliers(params, jax.eval_shape(base.init, jax.random.PRNGKey(0)),
                           self.family.parametrization)

@@ -13,6 +13,8 @@ folded with the split's index, so ``train`` and ``test`` batches are independent
 rotation ``Q`` (QR of a Gaussian matrix), eigenvalues ``lambda`` log-uniform in
 ``[1/condition, 1]`` and a target ``w* ~ N(0, I)``; a batch is the noise ``xi ~ N(0, noise^2 I)``, so
 gradients are noisy. ``evaluate`` gives the noise-free loss. The single parameter is a ``vector``.
+
+Neither family reads a dataset: ``data()`` is ``{}``.
 """
 
 import dataclasses
@@ -74,7 +76,11 @@ class TeacherFamily:
     return {"w1": weights[:d * h].reshape(d, h) / d**0.5,
             "w2": weights[d * h:-1].reshape(h, o) / h**0.5, "noise": noise}
 
-  def task(self, task_params: dict) -> "TeacherTask":
+  def data(self) -> dict:
+    return {}
+
+  def task(self, task_params: dict, data: dict) -> "TeacherTask":
+    del data  # No dataset.
     return TeacherTask(self, task_params)
 
 
@@ -156,7 +162,11 @@ class QuadraticFamily:
     return {"rotation": rotation, "eigenvalues": jnp.exp(-jnp.log(self.condition) * uniform),
             "target": draws[self.dim + 1]}
 
-  def task(self, task_params: dict) -> "QuadraticTask":
+  def data(self) -> dict:
+    return {}
+
+  def task(self, task_params: dict, data: dict) -> "QuadraticTask":
+    del data  # No dataset.
     return QuadraticTask(self, task_params)
 
 

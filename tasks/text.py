@@ -20,7 +20,7 @@ TensorFlow) and must have been prepared there once, as that module describes.
 Characters map to a fixed vocabulary of ``VOCAB_SIZE = 97`` tokens: 0 for any character outside it,
 1 for newline, and ``2 + ord(c) - 32`` for the printable ASCII characters ``' '..'~'``.
 ``TextData`` names a corpus, the data directory and the splits a task trains (``train``) and is
-evaluated (``test``) on.
+evaluated (``test``) on; ``TextData.arrays()`` holds their tokens on device.
 """
 
 import ast
@@ -30,9 +30,11 @@ import functools
 import sysconfig
 from pathlib import Path
 
+import jax
 import numpy as np
 
 from tasks import tfds_data
+from tasks.base import on_device
 
 CORPUS_SPLITS = {"python_docs": ("train", "test"),
                  "tiny_shakespeare": ("train", "validation", "test")}
@@ -106,6 +108,9 @@ def _read(name: str, split: str, data_dir: str) -> np.ndarray:
   return encode("\n\n".join(t.decode("utf-8") for t in texts))
 
 
+_read_on_device = on_device(_read)
+
+
 @dataclasses.dataclass(frozen=True)
 class TextData:
   """A corpus, where it is and which splits a task uses.
@@ -127,17 +132,14 @@ class TextData:
     if self.name in TFDS_CORPORA:
       tfds_data.check_prepared(self.name, self.data_dir)
 
-  def tokens(self) -> dict[str, np.ndarray]:
-    """Returns ``{"train": tokens uint8 [N], "test": ...}``, read once."""
-    return _tokens(self)
-
-
-@functools.lru_cache(maxsize=None)
-def _tokens(data: TextData) -> dict[str, np.ndarray]:
-  return {"train": _read(data.name, data.train_split, data.data_dir),
-          "test": _read(data.name, data.test_split, data.data_dir)}
+  def arrays(self) -> dict[str, jax.Array]:
+    """``{"train": tokens uint8 [N], "test": ...}`` on device, read and put there once."""
+    return {"train": _read_on_device(self.name, self.train_split, self.data_dir),
+            "test": _read_on_device(self.name, self.test_split, self.data_dir)}
 
 
 def load(name: str, **settings) -> dict[str, np.ndarray]:
-  """The tokens of ``TextData(name, **settings)``; ``load("python_docs")`` needs no files."""
-  return TextData(name, **settings).tokens()
+  """The tokens of ``TextData(name, **settings)`` on the host; ``load("python_docs")`` needs no
+  files."""
+  tokens = TextData(name, **settings).arrays()
+  return {split: np.asarray(split_tokens) for split, split_tokens in tokens.items()}

@@ -19,7 +19,7 @@ def test_the_mulo_and_the_splo_ship():
 @pytest.mark.parametrize("name", SHIPPED)
 def test_a_shipped_optimizer_trains_a_model_in_a_plain_optax_loop(name):
   family = tasks.MLPClassifierFamily(hidden_sizes=(32, 32), batch_size=64)
-  task = family.task(family.sample(jax.random.PRNGKey(0)))
+  task = family.task(family.sample(jax.random.PRNGKey(0)), family.data())
   losses = train_in_plain_optax(task, lopt.pretrained(name, num_steps=60), 60)
   assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:5])
 

@@ -11,8 +11,9 @@ import pytest
 
 import lopt
 import tasks
-from metatrain.estimators import PES, FullES, TruncatedBackprop, TruncatedES
+from metatrain.estimators import PES, FullES, MixtureEstimator, TruncatedBackprop, TruncatedES
 from metatrain.inner_training import InnerTraining
+from test_tasks_data import largest_constant_bytes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,7 +25,10 @@ class ScalarQuadratic:
   def sample(self, key):
     return {}
 
-  def task(self, task_params):
+  def data(self):
+    return {}
+
+  def task(self, task_params, data):
     return self
 
   def init(self, key):
@@ -93,14 +97,14 @@ def _whole_horizon_estimates(estimator, repeats, key):
   grad = jax.jit(estimator.grad)
   totals = []
   for key in jax.random.split(key, repeats):
-    state = estimator.init(THETA, key)
+    state = estimator.init(THETA, {}, key)
     if isinstance(estimator, PES):
       state = state._replace(trajectories=_from_step_zero(state.trajectories))
     else:
       state = _from_step_zero(state)
     total = 0.0
     for i in range(HORIZON // UNROLL):
-      g, state, _ = grad(THETA, state, jax.random.fold_in(key, i))
+      g, state, _ = grad(THETA, {}, state, jax.random.fold_in(key, i))
       total += float(g["log_lr"])
     totals.append(total)
   return np.mean(totals), np.std(totals) / np.sqrt(repeats)
@@ -124,7 +128,7 @@ def test_full_es_matches_the_whole_training_gradient():
   # One unroll of the whole horizon: its meta-loss is the mean over all HORIZON steps.
   exact_mean_loss = exact * UNROLL / HORIZON
   grad = jax.jit(FullES(inner, population=2000, sigma=0.01).grad)
-  estimates = [float(grad(THETA, {"inner_trainings": jnp.int32(0)}, k)[0]["log_lr"])
+  estimates = [float(grad(THETA, {}, {"inner_trainings": jnp.int32(0)}, k)[0]["log_lr"])
                for k in jax.random.split(jax.random.PRNGKey(1), 40)]
   assert abs(np.mean(estimates) - exact_mean_loss) < 4 * np.std(estimates) / np.sqrt(40)
 
@@ -136,12 +140,13 @@ def test_tbptt_over_the_whole_horizon_equals_backprop_through_training():
   inner = InnerTraining(family, lo, unroll_length=steps, horizon=steps, loss_clip=100.0)
   estimator = TruncatedBackprop(inner, population=2)
   theta = lo.init_meta_params(jax.random.PRNGKey(0))
-  state = estimator.init(theta, jax.random.PRNGKey(1))
-  grad, _, _ = jax.jit(estimator.grad)(theta, state, jax.random.PRNGKey(2))
+  data = family.data()
+  state = estimator.init(theta, data, jax.random.PRNGKey(1))
+  grad, _, _ = jax.jit(estimator.grad)(theta, data, state, jax.random.PRNGKey(2))
 
   def whole_training_loss(theta, params, data_key, task_params):
     """The mean training loss over a whole training, written as a plain optax loop."""
-    task, tx = family.task(task_params), lopt.as_optax(lo, theta, steps)
+    task, tx = family.task(task_params, data), lopt.as_optax(lo, theta, steps)
     opt_state, losses = tx.init(params), []
     for t in range(steps):
       batch = task.batch(jax.random.fold_in(data_key, t), "train")
@@ -162,7 +167,7 @@ def test_a_diverged_task_is_dropped_reported_and_restarted(estimator_class):
   inner = dataclasses.replace(INNER, unroll_length=2)
   kwargs = {} if estimator_class is TruncatedBackprop else {"sigma": 0.01}
   estimator = estimator_class(inner, population=4, **kwargs)
-  state = estimator.init(THETA, jax.random.PRNGKey(1))
+  state = estimator.init(THETA, {}, jax.random.PRNGKey(1))
   poison = lambda params: {"w": params["w"].at[0].set(jnp.nan)}
   if isinstance(estimator, PES):
     state = state._replace(trajectories=state.trajectories._replace(
@@ -170,11 +175,31 @@ def test_a_diverged_task_is_dropped_reported_and_restarted(estimator_class):
   else:
     state = state._replace(params=poison(state.params))
   grad = jax.jit(estimator.grad)
-  g, state, metrics = grad(THETA, state, jax.random.PRNGKey(2))
+  g, state, metrics = grad(THETA, {}, state, jax.random.PRNGKey(2))
   assert float(metrics["diverged_fraction"]) == 0.25
   assert np.isfinite(float(g["log_lr"])) and float(g["log_lr"]) != 0.0
   assert np.isfinite(float(metrics["meta_loss"])) and np.isfinite(float(metrics["grad_variance"]))
   theta = optax.apply_updates(THETA, jax.tree.map(lambda x: -0.01 * x, g))
-  g, state, metrics = grad(theta, state, jax.random.PRNGKey(3))
+  g, state, metrics = grad(theta, {}, state, jax.random.PRNGKey(3))
   assert float(metrics["diverged_fraction"]) == 0.0  # The diverged task was restarted.
   assert np.isfinite(float(g["log_lr"])) and np.isfinite(float(theta["log_lr"]))
+
+
+@pytest.mark.parametrize("estimator_class", [TruncatedES, PES, TruncatedBackprop, FullES])
+def test_estimators_read_the_data_as_an_argument_not_as_a_constant(estimator_class):
+  mixture = tasks.Mixture((tasks.MLPClassifierFamily(hidden_sizes=(8,), batch_size=16),
+                           tasks.TeacherFamily(hidden_sizes=(8,))), (1.0, 1.0),
+                          ("digits", "teacher"))
+  lo = lopt.MLPLOpt(hidden_size=8)
+  kwargs = {} if estimator_class is TruncatedBackprop else {"sigma": 0.01}
+  estimator = MixtureEstimator(tuple(
+      estimator_class(InnerTraining(family, lo, unroll_length=2, horizon=4, loss_clip=10.0,
+                                    meta_loss="held_out"), population=2, **kwargs)
+      for family in mixture.families), mixture.names)
+  theta, data = lo.init_meta_params(jax.random.PRNGKey(0)), mixture.data()
+  key = jax.random.PRNGKey(1)
+  state = jax.eval_shape(estimator.init, theta, data, key)
+  smallest_array = min(x.nbytes for x in jax.tree.leaves(data))
+  for lowered in (jax.jit(estimator.init).lower(theta, data, key),
+                  jax.jit(estimator.grad).lower(theta, data, state, key)):
+    assert largest_constant_bytes(lowered.as_text()) < smallest_array

@@ -15,7 +15,7 @@ import tasks
 
 def _digits_task():
   family = tasks.MLPClassifierFamily(hidden_sizes=(32,))
-  return family.task(family.sample(jax.random.PRNGKey(0)))
+  return family.task(family.sample(jax.random.PRNGKey(0)), family.data())
 
 
 def _train(task, tx, num_steps, key=jax.random.PRNGKey(1)):

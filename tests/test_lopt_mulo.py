@@ -18,7 +18,7 @@ MU_AND_BASE = [(lopt.MuMLPLOpt(hidden_size=8, base_fan_in=16), lopt.MLPLOpt(hidd
 def _mup_mlp_task(width):
   family = tasks.MLPClassifierFamily(hidden_sizes=(width, width), parametrization="mup",
                                      base_width=64, batch_size=32)
-  return family.task(family.sample(jax.random.PRNGKey(0)))
+  return family.task(family.sample(jax.random.PRNGKey(0)), family.data())
 
 
 @jax.jit
@@ -191,7 +191,7 @@ def test_lopt_knows_the_roles_of_tasks():
     tasks.MLPClassifierFamily(hidden_sizes=(16, 16)), tasks.CNNClassifierFamily(width=8),
     tasks.ViTClassifierFamily()], ids=lambda f: f.name)
 def test_inferred_roles_match_the_roles_of_tasks_models(family):
-  task = family.task(family.sample(jax.random.PRNGKey(0)))
+  task = family.task(family.sample(jax.random.PRNGKey(0)), family.data())
   params = jax.eval_shape(task.init, jax.random.PRNGKey(0))
   assert lopt.infer_roles(params) == task.roles(params)
 

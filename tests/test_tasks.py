@@ -11,7 +11,7 @@ import tasks
 @pytest.fixture
 def task():
   family = tasks.MLPClassifierFamily(hidden_sizes=(32, 16), batch_size=64)
-  return family.task(family.sample(jax.random.PRNGKey(0)))
+  return family.task(family.sample(jax.random.PRNGKey(0)), family.data())
 
 
 def test_same_key_gives_same_batch_and_init(task):

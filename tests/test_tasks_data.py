@@ -1,4 +1,7 @@
-"""Offline data, per-task data variations, mixtures and loss normalisation."""
+"""Offline data, data kept out of compiled programs, per-task data variations, mixtures and loss
+normalisation."""
+
+import re
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +26,34 @@ def test_text_corpus_is_large_deterministic_and_decodes_back():
 def test_digits_are_8x8_images_and_the_training_split_is_shuffled():
   inputs, labels = tasks.datasets.load("digits")["train"]
   assert inputs.shape == (1438, 8, 8, 1) and inputs.min() == 0 and inputs.max() == 1
+  stored = tasks.datasets.ImageData("digits").arrays()["train"][0]
+  assert stored.dtype == jnp.uint8 and stored.shape == inputs.shape  # On device as stored.
   assert len(set(labels[:50].tolist())) == 10  # A prefix of the split holds every class.
+
+
+def largest_constant_bytes(hlo: str) -> int:
+  """Bytes of the largest array constant in lowered StableHLO text (large ones are in hex)."""
+  return max([(len(h) - 2) // 2 for h in re.findall(r'dense<"(0x[0-9A-Fa-f]+)">', hlo)], default=0)
+
+
+@pytest.mark.parametrize("family", [
+    tasks.MLPClassifierFamily(image_normalization="standardize", min_subset=0.5, label_noise=0.1,
+                              input_scale=2.0),
+    tasks.CharLMFamily(width=16, depth=1, base_width=16, min_subset=0.5)], ids=lambda f: f.name)
+def test_a_jitted_step_reads_the_data_as_an_argument_not_as_a_constant(family):
+  data = family.data()
+
+  def step(key, data):
+    task = family.task(family.sample(key), data)
+    params = task.init(key)
+    loss, grads = jax.value_and_grad(task.loss)(params, task.batch(key, "train"))
+    return loss, grads, task.batch(key, "test"), task.evaluate(params, "test")
+
+  smallest_array = min(x.nbytes for x in jax.tree.leaves(data))
+  hlo = jax.jit(step).lower(jax.random.PRNGKey(0), data).as_text()
+  assert largest_constant_bytes(hlo) < smallest_array
+  closed_over = jax.jit(lambda key: step(key, data)).lower(jax.random.PRNGKey(0)).as_text()
+  assert largest_constant_bytes(closed_over) >= smallest_array  # What the check catches.
 
 
 def test_subsets_label_noise_and_input_scales_vary_per_task():
@@ -49,7 +79,7 @@ def test_label_noise_and_input_scale_reach_the_batches():
   def train_batch(noise):  # Every example of the batch is training example 0.
     task_params = {"subset_start": jnp.int32(0), "subset_size": jnp.int32(1),
                    "label_noise": jnp.float32(noise), "input_scale": jnp.float32(3.0)}
-    return family.task(task_params).batch(jax.random.PRNGKey(0), "train")
+    return family.task(task_params, family.data()).batch(jax.random.PRNGKey(0), "train")
 
   assert np.all(train_batch(0.0)["labels"] == true_label)
   noisy = train_batch(1.0)

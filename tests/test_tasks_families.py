@@ -40,11 +40,11 @@ def cases(fast=FAST):
 
 
 @functools.lru_cache(maxsize=None)
-def task_and_params(case):
-  """A task of ``CASES[case]`` and its initial parameters, built once per test session."""
+def task_params_and_params(case):
+  """The arrays of a task of ``CASES[case]`` and its initial parameters, drawn once per session."""
   family = CASES[case][0]
-  task = family.task(family.sample(jax.random.PRNGKey(0)))
-  return task, jax.jit(task.init)(jax.random.PRNGKey(1))
+  task_params = family.sample(jax.random.PRNGKey(0))
+  return task_params, jax.jit(family.task(task_params, family.data()).init)(jax.random.PRNGKey(1))
 
 
 def train_losses(task, params, learning_rate, steps, key):
@@ -63,15 +63,16 @@ def train_losses(task, params, learning_rate, steps, key):
 
 @pytest.mark.parametrize("case", cases())
 def test_adam_lowers_the_loss(case):
-  learning_rate, fraction = CASES[case][1:]
-  task, initial = task_and_params(case)
+  family, learning_rate, fraction = CASES[case]
+  task_params, initial = task_params_and_params(case)
 
   @jax.jit
-  def run(params, key):
+  def run(params, key, data):
+    task = family.task(task_params, data)
     trained, losses = train_losses(task, params, learning_rate, STEPS, key)
     return losses, task.evaluate(params, "test")["loss"], task.evaluate(trained, "test")["loss"]
 
-  losses, before, after = jax.device_get(run(initial, jax.random.PRNGKey(2)))
+  losses, before, after = jax.device_get(run(initial, jax.random.PRNGKey(2), family.data()))
   assert np.all(np.isfinite(losses))
   assert losses[-20:].mean() < fraction * losses[:5].mean()
   assert after < before
@@ -80,17 +81,17 @@ def test_adam_lowers_the_loss(case):
 @pytest.mark.parametrize("case", cases())
 def test_vmap_over_task_params_matches_a_python_loop(case):
   family = CASES[case][0]
-  params = task_and_params(case)[1]
-  keys = jax.random.split(jax.random.PRNGKey(2), 3)
+  params = task_params_and_params(case)[1]
+  keys, data = jax.random.split(jax.random.PRNGKey(2), 3), family.data()
 
-  def loss_of_task(task_key):
+  def loss_of_task(task_key, data):
     task_params_key, batch_key = jax.random.split(task_key)
-    task = family.task(family.sample(task_params_key))
+    task = family.task(family.sample(task_params_key), data)
     return task.loss(params, task.batch(batch_key, "train"))
 
   one = jax.jit(loss_of_task)
-  looped = np.array([one(key) for key in keys])
-  mapped = np.asarray(jax.jit(jax.vmap(loss_of_task))(keys))
+  looped = np.array([one(key, data) for key in keys])
+  mapped = np.asarray(jax.jit(jax.vmap(loss_of_task, in_axes=(0, None)))(keys, data))
   np.testing.assert_allclose(mapped, looped, rtol=2e-5, atol=1e-6)
   assert len(np.unique(looped)) == len(keys)  # The three tasks differ.
 
@@ -100,16 +101,16 @@ def test_same_key_gives_same_task_and_batches(case):
   family = CASES[case][0]
 
   @jax.jit
-  def draw(key):
-    task = family.task(family.sample(key))
+  def draw(key, data):
+    task = family.task(family.sample(key), data)
     return family.sample(key), [task.batch(key, split) for split in tasks.SPLITS]
 
-  first, again, other = draw(jax.random.PRNGKey(3)), draw(jax.random.PRNGKey(3)), draw(
-      jax.random.PRNGKey(4))
+  data = family.data()
+  first, again, other = (draw(jax.random.PRNGKey(k), data) for k in (3, 3, 4))
   jax.tree.map(np.testing.assert_array_equal, first, again)
   train_batch = lambda drawn: jax.tree.leaves(drawn[1][0])
   assert not all(np.array_equal(a, b) for a, b in zip(train_batch(first), train_batch(other)))
-  task = family.task(family.sample(jax.random.PRNGKey(3)))
+  task = family.task(family.sample(jax.random.PRNGKey(3)), family.data())
   with pytest.raises(ValueError, match=r"unknown split 'valid'; valid choices: \['train', 'test'\]"):
     task.batch(jax.random.PRNGKey(3), "valid")
 
@@ -117,7 +118,7 @@ def test_same_key_gives_same_task_and_batches(case):
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_roles_and_lr_multipliers_cover_every_parameter(case):
   family = CASES[case][0]
-  task = family.task(family.sample(jax.random.PRNGKey(0)))
+  task = family.task(family.sample(jax.random.PRNGKey(0)), family.data())
   params = jax.eval_shape(task.init, jax.random.PRNGKey(0))
   roles = task.roles(params)
   assert jax.tree.structure(roles) == jax.tree.structure(params)

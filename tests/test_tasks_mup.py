@@ -1,10 +1,14 @@
-"""μP: learning-rate factors per role, a coordinate check and learning-rate transfer across widths.
+"""μP: learning-rate factors per role, coordinate checks and learning-rate transfer across widths.
 
-The coordinate check follows Tensor Programs V (Yang et al. 2022, fig. 5): train MLPs of growing
-width a few Adam steps at one learning rate and measure the mean |coordinate| of every layer's
-output on a fixed batch. Under μP (with ``mup_adam``'s ``lr / m`` for hidden weights) the scales
-stay flat across widths; under SP with plain Adam the hidden and output scales grow with width.
+The coordinate check follows Tensor Programs V (Yang et al. 2022, fig. 5): train models of one
+family at growing widths a few Adam steps at one learning rate and measure the mean |coordinate| of
+every module's output on a fixed batch. Under μP (with ``mup_adam``'s ``lr / m`` for hidden weights)
+every scale stays flat across widths; under SP with plain Adam the hidden and output scales grow
+with width. It runs for every model family: MLP, CNN, ViT and the character Transformer LM.
 """
+
+import dataclasses
+from collections.abc import Callable
 
 import haiku as hk
 import jax
@@ -16,37 +20,43 @@ import pytest
 import tasks
 
 
+def mlp_family(width, parametrization, base_width=64):
+  return tasks.MLPClassifierFamily(hidden_sizes=(width, width), base_width=base_width,
+                                   parametrization=parametrization, batch_size=64)
+
+
 def mlp_task(width, parametrization, base_width=64):
-  family = tasks.MLPClassifierFamily(hidden_sizes=(width, width), base_width=base_width,
-                                     parametrization=parametrization, batch_size=64)
-  return family.task(family.sample(jax.random.PRNGKey(0)))
+  family = mlp_family(width, parametrization, base_width)
+  return family.task(family.sample(jax.random.PRNGKey(0)), family.data())
 
 
-def coordinate_sizes(task, params, inputs):
-  """Mean |coordinate| of the output of every layer of the task's network on ``inputs``."""
-  def forward(x):
-    sizes = {}
+def coordinate_sizes(task, params, batch):
+  """Mean |coordinate| of the output of every module of the task's network on ``batch``."""
+  sizes = {}
 
-    def record(next_call, args, kwargs, context):
-      out = next_call(*args, **kwargs)
-      if context.method_name == "__call__":
-        sizes[context.module.module_name] = jnp.mean(jnp.abs(out))
-      return out
+  def record(next_call, args, kwargs, context):
+    out = next_call(*args, **kwargs)
+    if context.method_name == "__call__":
+      sizes[context.module.module_name] = jnp.mean(jnp.abs(out))
+    return out
 
-    with hk.intercept_methods(record):
-      task.family.network(x, 10)
-    return sizes
-
-  return hk.without_apply_rng(hk.transform(forward)).apply(params, inputs)
+  with hk.intercept_methods(record):
+    task.loss(params, batch)
+  return sizes
 
 
-def sizes_after_adam(width, parametrization, steps=4, learning_rate=1e-2):
-  task = mlp_task(width, parametrization)
+def sizes_after_adam(family, steps=4, learning_rate=1e-2):
+  """``coordinate_sizes`` on a fixed test batch after ``steps`` steps of ``mup_adam`` (plain Adam
+  under SP) on a task of ``family``."""
+  task_params, data = family.sample(jax.random.PRNGKey(0)), family.data()
+  task = family.task(task_params, data)
   params = task.init(jax.random.PRNGKey(0))
   tx = tasks.mup_adam(learning_rate, task.lr_multipliers(params))
 
   @jax.jit
-  def train(params):
+  def train(params, data):
+    task = family.task(task_params, data)
+
     def step(carry, key):
       params, opt_state = carry
       updates, opt_state = tx.update(jax.grad(task.loss)(params, task.batch(key, "train")),
@@ -54,9 +64,9 @@ def sizes_after_adam(width, parametrization, steps=4, learning_rate=1e-2):
       return (optax.apply_updates(params, updates), opt_state), None
     keys = jax.random.split(jax.random.PRNGKey(1), steps)
     params = jax.lax.scan(step, (params, tx.init(params)), keys)[0][0]
-    return coordinate_sizes(task, params, task.batch(jax.random.PRNGKey(2), "test")["inputs"])
+    return coordinate_sizes(task, params, task.batch(jax.random.PRNGKey(2), "test"))
 
-  return jax.device_get(train(params))
+  return jax.device_get(train(params, data))
 
 
 def test_lr_multipliers_divide_hidden_weights_by_the_width_multiplier():
@@ -75,16 +85,59 @@ def test_mup_equals_sp_at_the_base_width_except_the_zero_readout():
   assert not np.any(mup["output"]["w"]) and np.any(sp["output"]["w"])
 
 
-@pytest.mark.parametrize("widths", [(64, 1024), pytest.param((64, 128, 256, 512, 1024),
-                                                             marks=pytest.mark.slow)])
-def test_coordinate_check(widths):
-  mup = [sizes_after_adam(width, "mup") for width in widths]
-  sp = [sizes_after_adam(width, "sp") for width in widths]
-  for layer in ("input_0", "hidden_1", "output"):
+@dataclasses.dataclass(frozen=True)
+class CoordinateCheck:
+  """The coordinate check of one model family.
+
+  ``family(width, parametrization)`` is the family at ``width``, its base width ``widths[0]``;
+  ``widths`` are checked by default and ``slow_widths`` by the slow test. Under SP the scale of
+  each layer of ``sp_growth`` must grow by more than its factor from the first width to the last.
+  """
+
+  family: Callable[[int, str], tasks.TaskFamily]
+  widths: tuple[int, ...]
+  slow_widths: tuple[int, ...]
+  learning_rate: float
+  sp_growth: dict[str, float]
+
+
+# A 3x3 convolution's fan-in is 9 times its width, so the CNN's Adam steps move its hidden
+# pre-activations as far at 3e-3 as the other families' move at 1e-2.
+COORDINATE_CHECKS = {
+    "mlp": CoordinateCheck(mlp_family, (64, 1024), (64, 128, 256, 512, 1024), 1e-2,
+                           {"hidden_1": 1.5, "output": 4.0}),
+    "cnn": CoordinateCheck(
+        lambda width, p: tasks.CNNClassifierFamily(width=width, depth=2, base_width=16,
+                                                   parametrization=p, batch_size=32),
+        (16, 128), (16, 32, 64, 128, 256), 3e-3, {"hidden_conv_1": 2.5, "output": 1.5}),
+    "vit": CoordinateCheck(
+        lambda width, p: tasks.ViTClassifierFamily(width=width, depth=1, num_heads=2,
+                                                   base_width=32, parametrization=p,
+                                                   batch_size=32),
+        (32, 256), (32, 64, 128, 256, 512), 1e-2,
+        {"hidden_attn_out_0": 4.0, "hidden_ffw_down_0": 2.0, "output": 2.0}),
+    "char_lm": CoordinateCheck(
+        lambda width, p: tasks.CharLMFamily(width=width, depth=1, num_heads=2, base_width=32,
+                                            sequence_length=16, batch_size=16,
+                                            parametrization=p),
+        (32, 256), (32, 64, 128, 256, 512), 1e-2,
+        {"hidden_attn_out_0": 2.0, "hidden_ffw_down_0": 3.0, "output": 1.8}),
+}
+
+
+@pytest.mark.parametrize("name,widths", [
+    pytest.param(name, check.widths, id=name) for name, check in COORDINATE_CHECKS.items()] + [
+    pytest.param(name, check.slow_widths, marks=pytest.mark.slow, id=f"{name}-slow")
+    for name, check in COORDINATE_CHECKS.items()])
+def test_coordinate_check(name, widths):
+  check = COORDINATE_CHECKS[name]
+  mup, sp = ([sizes_after_adam(check.family(width, p), learning_rate=check.learning_rate)
+              for width in widths] for p in ("mup", "sp"))
+  for layer in mup[0]:
     scales = np.array([sizes[layer] for sizes in mup])
     assert scales.max() < 1.6 * scales.min(), (layer, scales)
-  growth = lambda sizes, layer: sizes[-1][layer] / sizes[0][layer]
-  assert growth(sp, "hidden_1") > 1.5 and growth(sp, "output") > 4.0, sp
+  for layer, factor in check.sp_growth.items():
+    assert sp[-1][layer] / sp[0][layer] > factor, (layer, [sizes[layer] for sizes in sp])
 
 
 def best_learning_rate_losses(width, parametrization, learning_rates, steps=150):

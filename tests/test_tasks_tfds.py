@@ -76,16 +76,18 @@ def data_dir(tmp_path_factory) -> str:
 
 def _trains(family, steps=30, learning_rate=1e-2):
   """Batch losses of ``steps`` Adam steps on a task of ``family`` from its initial parameters."""
-  def run(key):
-    task = family.task(family.sample(key))
+  def run(key, data):
+    task = family.task(family.sample(key), data)
     return train_losses(task, task.init(key), learning_rate, steps, key)[1]
 
-  return np.asarray(jax.jit(run)(jax.random.PRNGKey(0)))
+  return np.asarray(jax.jit(run)(jax.random.PRNGKey(0), family.data()))
 
 
 def test_mnist_loads_as_arrays_and_an_mlp_trains_on_it(data_dir):
   data = datasets.ImageData("mnist", data_dir, image_size=14)
-  arrays = data.arrays()
+  stored = data.arrays()["train"][0]  # On device as stored; batches are resized as drawn.
+  assert stored.dtype == np.uint8 and stored.shape == (200, 28, 28, 1)
+  arrays = datasets.load("mnist", data_dir=data_dir, image_size=14)
   (train_x, train_y), (test_x, test_y) = arrays["train"], arrays["test"]
   assert train_x.shape == (200, 14, 14, 1) and test_x.shape == (50, 14, 14, 1) == (
       (50,) + data.input_shape)
@@ -99,8 +101,8 @@ def test_mnist_loads_as_arrays_and_an_mlp_trains_on_it(data_dir):
 
   family = tasks.MLPClassifierFamily(dataset="mnist", data_dir=data_dir, image_size=16,
                                      hidden_sizes=(32,), batch_size=8)
-  batch = jax.eval_shape(lambda key: family.task(family.sample(key)).batch(key, "train"),
-                         jax.random.PRNGKey(0))  # Loads (and resizes) the data while tracing.
+  batch = jax.eval_shape(lambda key: family.task(family.sample(key), family.data()).batch(
+      key, "train"), jax.random.PRNGKey(0))  # Loads the data while tracing.
   assert batch["inputs"].shape == (8, 16, 16, 1) and batch["labels"].shape == (8,)
   losses = _trains(family)
   assert np.all(np.isfinite(losses)) and losses[-5:].mean() < 0.5 * losses[:5].mean()
@@ -119,8 +121,8 @@ def test_tiny_shakespeare_is_a_corpus_for_the_char_lm(data_dir):
   assert text.decode(tokens["test"]) == SHAKESPEARE["validation"]
   family = tasks.CharLMFamily(corpus="tiny_shakespeare", data_dir=data_dir, sequence_length=16,
                               batch_size=8)
-  batch = jax.eval_shape(lambda key: family.task(family.sample(key)).batch(key, "test"),
-                         jax.random.PRNGKey(0))
+  batch = jax.eval_shape(lambda key: family.task(family.sample(key), family.data()).batch(
+      key, "test"), jax.random.PRNGKey(0))
   assert batch["tokens"].shape == (8, 17)
 
 

@@ -1,7 +1,9 @@
 """Meta-gradient estimators behind one interface.
 
-An estimator has ``init(theta, key) -> state`` (the population's inner trainings) and
-``grad(theta, state, key) -> (meta_gradient, state, metrics)``; ``metrics`` holds at least
+An estimator has ``init(theta, data, key) -> state`` (the population's inner trainings) and
+``grad(theta, data, state, key) -> (meta_gradient, state, metrics)``, where ``data`` is the task
+family's (or mixture's) ``data()``, passed as an argument of the caller's ``jit`` so that compiled
+programs do not hold the datasets as constants (``tasks.base``); ``metrics`` holds at least
 ``meta_loss``, ``diverged_fraction`` and ``grad_variance`` (see ``metatrain.aggregate``). Over a
 mixture of task families, one estimator of the configured kind runs per family slice
 (``MixtureEstimator``).

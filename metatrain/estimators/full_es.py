@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from metatrain import es
 from metatrain.aggregate import estimate_metrics, masked_mean
 from metatrain.inner_training import InnerTraining
+from tasks import Data
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,18 +27,18 @@ class FullES:
   population: int
   sigma: float
 
-  def init(self, theta, key: jax.Array) -> dict[str, jax.Array]:
-    del theta, key
+  def init(self, theta, data: Data, key: jax.Array) -> dict[str, jax.Array]:
+    del theta, data, key
     return {"inner_trainings": jnp.zeros((), jnp.int32)}
 
-  def grad(self, theta, state, key: jax.Array) -> tuple[Any, dict, dict]:
+  def grad(self, theta, data: Data, state, key: jax.Array) -> tuple[Any, dict, dict]:
     task_key, eps_key = jax.random.split(key)
     eps = es.sample_perturbations(eps_key, theta, self.population, self.sigma)
 
     def antithetic_pair(eps_i, key_i):
-      start = self.inner.fresh(theta, key_i)
+      start = self.inner.fresh(theta, data, key_i)
       return jax.vmap(lambda sign: self.inner.meta_loss_of_unroll(
-          es.perturb(theta, eps_i, sign), start, num_steps=self.inner.horizon))(es.SIGNS)
+          es.perturb(theta, eps_i, sign), data, start, num_steps=self.inner.horizon))(es.SIGNS)
 
     losses, _, diverged = jax.vmap(antithetic_pair)(
         eps, jax.random.split(task_key, self.population))

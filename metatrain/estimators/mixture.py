@@ -1,8 +1,9 @@
 """One estimator over a population drawn from a mixture of task families.
 
 Families of a mixture differ in shapes, so the population is cut into slices (``tasks.Mixture``), and
-member ``j`` runs its own estimator of the same kind over its ``P_j`` tasks: one ``vmap`` per slice,
-all inside the same ``jit``. If member ``j`` returns ``g_j``, the mean over its ``n_j`` tasks that did
+member ``j`` runs its own estimator of the same kind over its ``P_j`` tasks and its family's data
+(``data`` is ``tasks.Mixture.data()``, one entry per member): one ``vmap`` per slice, all inside the
+same ``jit``. If member ``j`` returns ``g_j``, the mean over its ``n_j`` tasks that did
 not diverge, the mixture's meta-gradient is the mean over all valid tasks of the population,
 
     g = sum_j n_j g_j / sum_j n_j,
@@ -29,14 +30,16 @@ class MixtureEstimator:
   def population(self) -> int:
     return sum(member.population for member in self.members)
 
-  def init(self, theta, key: jax.Array) -> tuple[Any, ...]:
+  def init(self, theta, data: tuple[Any, ...], key: jax.Array) -> tuple[Any, ...]:
     keys = jax.random.split(key, len(self.members))
-    return tuple(member.init(theta, k) for member, k in zip(self.members, keys))
+    return tuple(member.init(theta, d, k) for member, d, k in zip(self.members, data, keys))
 
-  def grad(self, theta, state: tuple[Any, ...], key: jax.Array) -> tuple[Any, tuple, dict]:
+  def grad(self, theta, data: tuple[Any, ...], state: tuple[Any, ...], key: jax.Array
+           ) -> tuple[Any, tuple, dict]:
     keys = jax.random.split(key, len(self.members))
     grads, states, member_metrics = zip(*(
-        member.grad(theta, s, k) for member, s, k in zip(self.members, state, keys)))
+        member.grad(theta, d, s, k)
+        for member, d, s, k in zip(self.members, data, state, keys)))
     counts = [member.population * (1.0 - m["diverged_fraction"])
               for member, m in zip(self.members, member_metrics)]
     total = jnp.maximum(sum(counts), 1.0)

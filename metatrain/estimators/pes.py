@@ -24,6 +24,7 @@ from metatrain import es
 from metatrain.aggregate import estimate_metrics, masked_mean, select
 from metatrain.inner_training import InnerTraining
 from metatrain.unroll import InnerState, finished
+from tasks import Data
 
 
 class PESState(NamedTuple):
@@ -40,30 +41,31 @@ class PES:
   population: int
   sigma: float
 
-  def init(self, theta, key: jax.Array) -> PESState:
-    states = self.inner.start(theta, key, self.population)
+  def init(self, theta, data: Data, key: jax.Array) -> PESState:
+    states = self.inner.start(theta, data, key, self.population)
     return PESState(trajectories=jax.tree.map(lambda s: jnp.stack([s, s], axis=1), states),
                     accumulated=jax.tree.map(
                         lambda t: jnp.zeros((self.population,) + t.shape, t.dtype), theta))
 
-  def _reset_finished(self, theta, state: PESState, key: jax.Array) -> PESState:
+  def _reset_finished(self, theta, data: Data, state: PESState, key: jax.Array) -> PESState:
     keys = jax.random.split(key, self.population)
-    fresh = jax.vmap(lambda k: self.inner.fresh(theta, k))(keys)
+    fresh = jax.vmap(lambda k: self.inner.fresh(theta, data, k))(keys)
     fresh_pair = jax.tree.map(lambda s: jnp.stack([s, s], axis=1), fresh)
     done = jnp.any(finished(state.trajectories), axis=1)
     zeros = jax.tree.map(jnp.zeros_like, state.accumulated)
     return PESState(select(done, fresh_pair, state.trajectories),
                     select(done, zeros, state.accumulated))
 
-  def grad(self, theta, state: PESState, key: jax.Array) -> tuple[Any, PESState, dict]:
+  def grad(self, theta, data: Data, state: PESState, key: jax.Array
+           ) -> tuple[Any, PESState, dict]:
     reset_key, eps_key = jax.random.split(key)
-    state = self._reset_finished(theta, state, reset_key)
+    state = self._reset_finished(theta, data, state, reset_key)
     eps = es.sample_perturbations(eps_key, theta, self.population, self.sigma)
     accumulated = jax.tree.map(jnp.add, state.accumulated, eps)
 
     def antithetic_pair(eps_i, pair_i):
       return jax.vmap(lambda sign, state_i: self.inner.meta_loss_of_unroll(
-          es.perturb(theta, eps_i, sign), state_i))(es.SIGNS, pair_i)
+          es.perturb(theta, eps_i, sign), data, state_i))(es.SIGNS, pair_i)
 
     losses, trajectories, diverged = jax.vmap(antithetic_pair)(eps, state.trajectories)
     valid = ~jnp.any(diverged, axis=1)

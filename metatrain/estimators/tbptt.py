@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from metatrain.aggregate import estimate_metrics, masked_mean
 from metatrain.inner_training import InnerTraining, all_finite
 from metatrain.unroll import InnerState
+from tasks import Data
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,14 +27,16 @@ class TruncatedBackprop:
   population: int
   remat: bool = False
 
-  def init(self, theta, key: jax.Array) -> InnerState:
-    return self.inner.start(theta, key, self.population)
+  def init(self, theta, data: Data, key: jax.Array) -> InnerState:
+    return self.inner.start(theta, data, key, self.population)
 
-  def grad(self, theta, state: InnerState, key: jax.Array) -> tuple[Any, InnerState, dict]:
-    state = self.inner.reset_finished(theta, state, key)
+  def grad(self, theta, data: Data, state: InnerState, key: jax.Array
+           ) -> tuple[Any, InnerState, dict]:
+    state = self.inner.reset_finished(theta, data, state, key)
 
     def task_meta_loss(theta, state_i):
-      loss, next_state, diverged = self.inner.meta_loss_of_unroll(theta, state_i, remat=self.remat)
+      loss, next_state, diverged = self.inner.meta_loss_of_unroll(theta, data, state_i,
+                                                                  remat=self.remat)
       return loss, (next_state, diverged)
 
     value_and_grad = jax.value_and_grad(task_meta_loss, has_aux=True)

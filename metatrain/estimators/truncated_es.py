@@ -17,6 +17,7 @@ from metatrain import es
 from metatrain.aggregate import estimate_metrics, masked_mean
 from metatrain.inner_training import InnerTraining
 from metatrain.unroll import InnerState
+from tasks import Data
 
 @dataclasses.dataclass(frozen=True)
 class TruncatedES:
@@ -26,17 +27,18 @@ class TruncatedES:
   population: int
   sigma: float
 
-  def init(self, theta, key: jax.Array) -> InnerState:
-    return self.inner.start(theta, key, self.population)
+  def init(self, theta, data: Data, key: jax.Array) -> InnerState:
+    return self.inner.start(theta, data, key, self.population)
 
-  def grad(self, theta, state: InnerState, key: jax.Array) -> tuple[Any, InnerState, dict]:
+  def grad(self, theta, data: Data, state: InnerState, key: jax.Array
+           ) -> tuple[Any, InnerState, dict]:
     reset_key, eps_key = jax.random.split(key)
-    state = self.inner.reset_finished(theta, state, reset_key)
+    state = self.inner.reset_finished(theta, data, state, reset_key)
     eps = es.sample_perturbations(eps_key, theta, self.population, self.sigma)
 
     def antithetic_pair(eps_i, state_i):
       return jax.vmap(lambda sign: self.inner.meta_loss_of_unroll(
-          es.perturb(theta, eps_i, sign), state_i))(es.SIGNS)
+          es.perturb(theta, eps_i, sign), data, state_i))(es.SIGNS)
 
     losses, end_states, diverged = jax.vmap(antithetic_pair)(eps, state)
     valid = ~jnp.any(diverged, axis=1)
