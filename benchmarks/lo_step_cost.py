@@ -25,8 +25,11 @@ model and optimizer: ms per step and its ratio to Adam's step. The target: on th
 the ``mlp`` LO (the small_fc_lopt-size per-parameter MLP) takes at most ``TARGET`` = 1.3x Adam's
 step time; whether each LO meets it is printed.
 
-Learned optimizers whose per-parameter MLP can compute in bfloat16 (``mlp_dtype``) are timed once per
-dtype of ``--mlp-dtypes`` (float32 and bfloat16 by default).
+Learned optimizers whose per-parameter MLP can run in several ways are timed once per entry of
+``--mlp-variants`` (``MLP_VARIANTS``: XLA matmuls in float32 or bfloat16, or the fused Pallas
+kernel of ``lopt.fused_mlp``; by default all three on an accelerator, the first two on a CPU, where
+Pallas only interprets). A variant an architecture cannot run (the Pallas kernel with a hidden size
+under 16) is left out.
 
 Each update or step is ``jit``-ed, compiled before timing and fed its own state back; the timed
 rounds are interleaved (every optimizer once per round, ``results.time_calls``) so that load on a
@@ -38,7 +41,7 @@ mean of ``--steps`` calls. Rows are appended to ``benchmarks/RESULTS.md`` (or
         [--layer-sizes 784,1024,256,10]
         [--lm-width W] [--lm-depth D] [--lm-heads H] [--lm-sequence-length T] [--lm-batch-size B]
         [--mlp-hidden-sizes 32] [--mlp-batch-size 128] [--lopts mlp,mu_mlp,…]
-        [--mlp-dtypes float32,bfloat16]
+        [--mlp-variants float32,bfloat16,pallas]
         [--note "…"]
 """
 
@@ -72,6 +75,10 @@ TARGET = 1.3
 # Transformer LM sizes by default: the target's size on an accelerator, a smaller one on a CPU.
 LM_DEFAULTS = {"accelerator": dict(width=256, depth=4, heads=4, sequence_length=256, batch_size=32),
                "cpu": dict(width=128, depth=2, heads=4, sequence_length=128, batch_size=8)}
+# Ways to run an MLP LO's per-parameter network: the architecture's settings, and a label.
+MLP_VARIANTS = {"float32": {}, "bfloat16": {"mlp_dtype": "bfloat16"},
+                "pallas": {"mlp_kernel": "pallas"}}
+MLP_LABELS = {"bfloat16": "bfloat16 MLP", "pallas": "fused Pallas MLP"}
 NUM_STEPS = 1000  # The training length the optimizers plan for (schedules, LO progress features).
 
 
@@ -102,19 +109,22 @@ def baselines():
           for name in lopt.BASELINES}
 
 
-def learned_optimizers(names, mlp_dtypes, roles=None):
+def learned_optimizers(names, mlp_variants, roles=None):
   """``{label: (transformation, learned optimizer)}`` of the learned optimizers ``names`` at their
-  default size and ``theta`` from ``init_meta_params``, once per MLP compute dtype in
-  ``mlp_dtypes`` for those that have one; ``roles`` go to the μP-aware ones."""
+  default size and ``theta`` from ``init_meta_params``, once per ``MLP_VARIANTS`` entry of
+  ``mlp_variants`` that each can run; ``roles`` go to the μP-aware ones."""
   entries = {}
   for name in names:
     architecture = lopt.ARCHITECTURES[name]
-    has_dtype = any(f.name == "mlp_dtype" for f in dataclasses.fields(architecture))
-    for dtype in mlp_dtypes if has_dtype else ("float32",):
-      lo = architecture(mlp_dtype=dtype) if has_dtype else architecture()
+    has_variants = any(f.name == "mlp_kernel" for f in dataclasses.fields(architecture))
+    for variant in mlp_variants if has_variants else ("float32",):
+      try:
+        lo = architecture(**MLP_VARIANTS[variant])
+      except ValueError:
+        continue  # This architecture cannot run this variant (e.g. too small for the kernel).
       theta = lo.init_meta_params(jax.random.PRNGKey(1))
       size = f"hidden {lo.hidden_size}x{lo.num_hidden_layers}"
-      label = f"{name} LO ({size}{', bfloat16 MLP' if dtype == 'bfloat16' else ''})"
+      label = f"{name} LO ({size}{'' if variant == 'float32' else ', ' + MLP_LABELS[variant]})"
       entries[label] = (lopt.as_optax(lo, theta, NUM_STEPS, roles), lo)
   return entries
 
@@ -194,7 +204,7 @@ def update_part(args, machine):
   params = mlp_params(jax.random.PRNGKey(0), [int(s) for s in args.layer_sizes.split(",")])
   grads = jax.tree.map(lambda p: 1e-3 * jnp.ones_like(p), params)
   num_params = num_parameters(params)
-  entries = {**adam(), **baselines(), **learned_optimizers(args.lopts, args.mlp_dtypes)}
+  entries = {**adam(), **baselines(), **learned_optimizers(args.lopts, args.mlp_variants)}
   seconds = seconds_per_update(entries, params, grads, args.steps, args.rounds)
   matmul_flops = matmul_flops_per_second()
   adam_label = next(iter(entries))
@@ -218,7 +228,7 @@ def step_part(args, machine):
     task, description, per_step = make_task(args)
     init_key, batch_key = jax.random.split(jax.random.PRNGKey(0))
     params, batch = task.init(init_key), task.batch(batch_key, "train")
-    entries = {**adam(), **learned_optimizers(args.lopts, args.mlp_dtypes, task.roles(params))}
+    entries = {**adam(), **learned_optimizers(args.lopts, args.mlp_variants, task.roles(params))}
     seconds = seconds_per_step(task, entries, params, batch, args.steps, args.rounds)
     adam_seconds, parameters = seconds[next(iter(entries))], f"{num_parameters(params):,}"
     print(f"(b) one training step: {description}, {parameters} parameters, {per_step} per step")
@@ -238,6 +248,21 @@ def _names(text: str) -> tuple[str, ...]:
   if unknown:
     raise argparse.ArgumentTypeError(
         f"unknown learned optimizer(s) {', '.join(unknown)}; valid: {', '.join(lopt.ARCHITECTURES)}")
+  return names
+
+
+def default_mlp_variants() -> str:
+  """All ``MLP_VARIANTS`` on an accelerator; on a CPU, where Pallas only interprets, the XLA ones."""
+  return ",".join(v for v in MLP_VARIANTS if v != "pallas" or jax.default_backend() != "cpu")
+
+
+def parse_mlp_variants(text: str) -> tuple[str, ...]:
+  """The comma-separated ``MLP_VARIANTS`` names of ``--mlp-variants``, checked."""
+  names = tuple(text.split(","))
+  unknown = [n for n in names if n not in MLP_VARIANTS]
+  if unknown:
+    raise argparse.ArgumentTypeError(
+        f"unknown MLP variant(s) {', '.join(unknown)}; valid: {', '.join(MLP_VARIANTS)}")
   return names
 
 
@@ -261,10 +286,10 @@ def parse_args(argv):
                       help="(b) MLP classifier examples per step")
   parser.add_argument("--lopts", default=",".join(lopt.ARCHITECTURES), type=_names,
                       help="learned optimizers to time, comma-separated (default: all)")
-  parser.add_argument("--mlp-dtypes", default="float32,bfloat16",
-                      type=lambda text: tuple(text.split(",")),
-                      help="compute dtypes of the LO MLP to time, for the LOs that have one "
-                           f"(valid: {','.join(lopt.per_param_mlp.COMPUTE_DTYPES)})")
+  parser.add_argument("--mlp-variants", type=parse_mlp_variants,
+                      default=default_mlp_variants(),
+                      help=f"ways to run the LO networks, comma-separated (valid: "
+                           f"{','.join(MLP_VARIANTS)}; default on {backend}: %(default)s)")
   parser.add_argument("--note", default="", help="recorded with every row, e.g. the machine's load")
   return parser.parse_args(argv)
 

@@ -4,19 +4,21 @@ On one MLP pytree (``--layer-sizes``, 784-4096-2048-10 by default, ~11.6M parame
 by side in one process (``results.time_calls``):
 
 * optax.adam's update (the reference);
-* ``MLPLOpt``'s whole update, once per ``--mlp-dtypes`` entry;
-* its per-parameter network alone (``per_param_mlp.apply``) on a random ``(N, F)`` matrix, one row
-  per parameter, as the update runs it.
+* ``MLPLOpt``'s whole update, once per ``--mlp-variants`` entry (``lo_step_cost.MLP_VARIANTS``:
+  XLA matmuls in float32 or bfloat16, or the fused Pallas kernel);
+* its per-parameter network alone (``fused_mlp.row_network``) on a random ``(N, F)`` matrix, one
+  row per parameter, as the update runs it.
 
 The difference ``update - network`` is the cost of everything else: the accumulators, the features,
 their RMS normalisation and the concatenation of all tensors' rows. Rows go to
 ``benchmarks/RESULTS.md`` (or ``$BENCHMARK_RESULTS``).
 
     python benchmarks/lo_update_breakdown.py [--layer-sizes 784,4096,2048,10]
-        [--mlp-dtypes float32,bfloat16] [--steps 20] [--rounds 5] [--note "…"]
+        [--mlp-variants float32,bfloat16,pallas] [--steps 20] [--rounds 5] [--note "…"]
 """
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -30,15 +32,15 @@ import results  # noqa: E402
 import lopt  # noqa: E402
 
 SECTION = "Where the MLP LO's update time goes (benchmarks/lo_update_breakdown.py)"
-HEADER = ["date", "machine", "parameters", "MLP dtype", "Adam ms", "LO update ms",
+HEADER = ["date", "machine", "parameters", "MLP variant", "Adam ms", "LO update ms",
           "network alone ms", "rest (features, normalisation, rows) ms", "update / Adam", "note"]
 
 
 def main(argv):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--layer-sizes", default="784,4096,2048,10")
-  parser.add_argument("--mlp-dtypes", default="float32,bfloat16",
-                      type=lambda text: tuple(text.split(",")))
+  parser.add_argument("--mlp-variants", type=lo_step_cost.parse_mlp_variants,
+                      default=lo_step_cost.default_mlp_variants())
   parser.add_argument("--steps", type=int, default=20, help="calls per timed round")
   parser.add_argument("--rounds", type=int, default=5, help="interleaved timed rounds")
   parser.add_argument("--note", default="", help="recorded with every row")
@@ -49,23 +51,23 @@ def main(argv):
   grads = jax.tree.map(lambda p: 1e-3 * jnp.cos(p), params)
   num_params = lo_step_cost.num_parameters(params)
   updates, networks = {}, {}
-  for dtype in args.mlp_dtypes:
-    lo = lopt.MLPLOpt(mlp_dtype=dtype)
+  for variant in args.mlp_variants:
+    lo = lopt.MLPLOpt(**lo_step_cost.MLP_VARIANTS[variant])
     theta = lo.init_meta_params(jax.random.PRNGKey(1))
-    updates[dtype] = (lopt.as_optax(lo, theta, lo_step_cost.NUM_STEPS), lo)
+    updates[variant] = (lopt.as_optax(lo, theta, lo_step_cost.NUM_STEPS), lo)
     rows = jax.random.normal(jax.random.PRNGKey(2), (num_params, lo.num_features))
-    network = jax.jit(lambda rows, theta=theta, dtype=dtype:
-                      lopt.per_param_mlp.apply(theta, rows, dtype))
-    networks[dtype] = (network, rows)
+    network = jax.jit(functools.partial(
+        lopt.fused_mlp.row_network(lo.mlp_kernel, lo.mlp_dtype, lo.hidden_size), theta))
+    networks[variant] = (network, rows)
   entries = {"adam": lo_step_cost.adam()["adam (optax, constant lr)"],
-             **{f"update {d}": entry for d, entry in updates.items()}}
+             **{f"update {v}": entry for v, entry in updates.items()}}
   seconds = lo_step_cost.seconds_per_update(entries, params, grads, args.steps, args.rounds)
   seconds.update(results.time_calls(networks, args.steps, args.rounds, feed_back=False))
   machine = results.machine()
   print(f"on {machine}: {num_params:,} parameters, Adam {seconds['adam'] * 1e3:.2f} ms")
-  for dtype in args.mlp_dtypes:
-    update, network = seconds[f"update {dtype}"], seconds[dtype]
-    row = [results.today(), machine, f"{num_params:,}", dtype, f"{seconds['adam'] * 1e3:.2f}",
+  for variant in args.mlp_variants:
+    update, network = seconds[f"update {variant}"], seconds[variant]
+    row = [results.today(), machine, f"{num_params:,}", variant, f"{seconds['adam'] * 1e3:.2f}",
            f"{update * 1e3:.2f}", f"{network * 1e3:.2f}", f"{(update - network) * 1e3:.2f}",
            f"{update / seconds['adam']:.1f}x", args.note]
     print(" | ".join(row[3:]))

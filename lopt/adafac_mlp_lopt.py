@@ -27,7 +27,7 @@ followed by the training-progress features ``tanh(s * min(t / T, 1))`` (``lopt.f
 shared by all parameters and the update ``u = step_mult * d * exp(exp_mult * a)`` are those of
 ``lopt.per_param_mlp``; at initialisation ``d`` is the factored momentum-Adam direction
 ``-m_1 / sqrt(v_D)`` (normalised) plus a small random function of the features. As in
-``MLPLOpt``, the MLP runs once over all tensors' rows, in float32 or ``mlp_dtype="bfloat16"``.
+``MLPLOpt``, the MLP runs once over all tensors' rows (``mlp_dtype``, ``mlp_kernel``).
 
 Memory: an ``r x c`` matrix keeps ``K r c + D (r + c)`` float32 numbers; with the default two momenta
 that is Adam's ``2 r c`` plus a vanishing ``D (r + c)``, half of ``MLPLOpt``'s ``4 r c``. Unlike
@@ -41,7 +41,7 @@ from typing import Any, ClassVar, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from lopt import per_param_mlp
+from lopt import fused_mlp, per_param_mlp
 from lopt.accumulators import (init_momenta, init_second_moments, update_momenta,
                                update_second_moments)
 from lopt.features import (adam_feature_index, mlp_inputs, moment_features,
@@ -73,12 +73,13 @@ class AdafacMLPLOpt:
   step_mult: float = 1e-3
   exp_mult: float = 0.1
   mlp_dtype: str = "float32"
+  mlp_kernel: str = "xla"
 
   name: ClassVar[str] = "adafac_mlp"
 
   def __post_init__(self):
     per_param_mlp.check_size("AdafacMLPLOpt", self.hidden_size, self.num_hidden_layers)
-    per_param_mlp.compute_dtype(self.mlp_dtype)
+    self._network()  # Checks mlp_kernel and mlp_dtype.
     if not self.momentum_decays or not self.second_moment_decays:
       raise ValueError(
           "AdafacMLPLOpt needs at least one momentum decay and one second-moment decay")
@@ -98,6 +99,10 @@ class AdafacMLPLOpt:
   def _adam_feature_index(self) -> int:
     """Index of ``m_1 / sqrt(v_D)`` in the feature vector."""
     return adam_feature_index(len(self.momentum_decays), len(self.second_moment_decays))
+
+  def _network(self):
+    """The network on all rows: ``mlp_kernel`` and ``mlp_dtype`` (``fused_mlp.row_network``)."""
+    return fused_mlp.row_network(self.mlp_kernel, self.mlp_dtype, self.hidden_size)
 
   def init_meta_params(self, key: jax.Array) -> per_param_mlp.MLPParams:
     return per_param_mlp.init(key, self.num_features, self.hidden_size, self.num_hidden_layers,
@@ -126,7 +131,7 @@ class AdafacMLPLOpt:
     inputs, momenta, second_moments = map_leaves(
         accumulate_leaf, params, grads, opt_state.momenta, opt_state.second_moments)
     updates = per_param_mlp.tensor_updates(theta, params, inputs, self.step_mult, self.exp_mult,
-                                           self.mlp_dtype)
+                                           self._network())
     new_state = AdafacMLPLOptState(momenta, second_moments, opt_state.step + 1,
                                    opt_state.num_steps)
     return updates, new_state

@@ -22,8 +22,10 @@ feature ``m_1 / sqrt(v)`` through ``relu(x) - relu(-x) = x`` so that, at initial
 normalised momentum-Adam direction ``-m_1 / sqrt(v)`` plus a small random function of the features
 (``lopt.per_param_mlp``).
 
-The MLP runs once over the rows of all tensors together (``per_param_mlp.tensor_updates``), in
-float32 or, with ``mlp_dtype="bfloat16"``, in bfloat16 (float32 features, accumulators and update).
+The MLP runs once over the rows of all tensors together (``per_param_mlp.tensor_updates``): as XLA
+matmuls in float32 or, with ``mlp_dtype="bfloat16"``, in bfloat16 (float32 features, accumulators
+and update), or with ``mlp_kernel="pallas"`` as one fused kernel that keeps the hidden activations
+on chip (``lopt.fused_mlp``; same function, for GPUs).
 
 State: ``K + 1`` float32 numbers per parameter (Adam keeps 2).
 """
@@ -34,7 +36,7 @@ from typing import Any, ClassVar, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from lopt import per_param_mlp
+from lopt import fused_mlp, per_param_mlp
 from lopt.accumulators import init_momenta, update_momenta
 from lopt.features import (adam_feature_index, mlp_inputs, moment_features,
                            num_moment_features, time_features)
@@ -61,12 +63,13 @@ class MLPLOpt:
   step_mult: float = 1e-3
   exp_mult: float = 0.1
   mlp_dtype: str = "float32"
+  mlp_kernel: str = "xla"
 
   name: ClassVar[str] = "mlp"
 
   def __post_init__(self):
     per_param_mlp.check_size("MLPLOpt", self.hidden_size, self.num_hidden_layers)
-    per_param_mlp.compute_dtype(self.mlp_dtype)
+    self._network()  # Checks mlp_kernel and mlp_dtype.
     if not self.momentum_decays:
       raise ValueError("MLPLOpt needs at least one momentum decay")
 
@@ -84,6 +87,10 @@ class MLPLOpt:
   def _adam_feature_index(self) -> int:
     """Index of ``m_1 / sqrt(v)`` in the feature vector."""
     return adam_feature_index(len(self.momentum_decays), 1)
+
+  def _network(self):
+    """The network on all rows: ``mlp_kernel`` and ``mlp_dtype`` (``fused_mlp.row_network``)."""
+    return fused_mlp.row_network(self.mlp_kernel, self.mlp_dtype, self.hidden_size)
 
   def init_meta_params(self, key: jax.Array) -> per_param_mlp.MLPParams:
     return per_param_mlp.init(key, self.num_features, self.hidden_size, self.num_hidden_layers,
@@ -113,6 +120,6 @@ class MLPLOpt:
     inputs, momenta, second_moment = map_leaves(
         accumulate_leaf, params, grads, opt_state.momenta, opt_state.second_moment)
     updates = per_param_mlp.tensor_updates(theta, params, inputs, self.step_mult, self.exp_mult,
-                                           self.mlp_dtype)
+                                           self._network())
     new_state = MLPLOptState(momenta, second_moment, opt_state.step + 1, opt_state.num_steps)
     return updates, new_state

@@ -14,6 +14,8 @@ random part of the output layer is scaled by ``RANDOM_OUTPUT_SCALE``, so at init
 ``-x_k`` plus a small random function of the features.
 """
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -84,9 +86,11 @@ def apply(theta: MLPParams, x: jax.Array, dtype: str = "float32") -> jax.Array:
   return x.astype(jnp.float32)
 
 
-def apply_to_tensors(theta: MLPParams, inputs: list[jax.Array], dtype: str = "float32"
+def apply_to_tensors(theta: MLPParams, inputs: list[jax.Array],
+                     network: Callable[[MLPParams, jax.Array], jax.Array] = apply
                      ) -> list[jax.Array]:
-  """``apply`` to every tensor's inputs (shapes ``p.shape + (F,)``) in a single call.
+  """``network`` (``apply`` or another function of the same rows) on every tensor's inputs (shapes
+  ``p.shape + (F,)``) in a single call.
 
   The inputs are flattened to rows, concatenated into one ``(sum_p |p|, F)`` matrix, run through the
   network once and split back. The result is that of ``apply`` per tensor, but the whole pytree
@@ -97,17 +101,17 @@ def apply_to_tensors(theta: MLPParams, inputs: list[jax.Array], dtype: str = "fl
     return []
   rows = jnp.concatenate([x.reshape(-1, x.shape[-1]) for x in inputs])
   splits = np.cumsum([x.size // x.shape[-1] for x in inputs])[:-1]
-  outputs = jnp.split(apply(theta, rows, dtype), splits)
+  outputs = jnp.split(network(theta, rows), splits)
   return [out.reshape(x.shape[:-1] + out.shape[-1:]) for x, out in zip(inputs, outputs)]
 
 
 def tensor_updates(theta: MLPParams, params, inputs, step_mult: float, exp_mult: float,
-                   dtype: str = "float32"):
+                   network: Callable[[MLPParams, jax.Array], jax.Array] = apply):
   """The update of every tensor of ``params`` from its network inputs (a pytree like ``params`` of
-  arrays shaped ``p.shape + (F,)``), in one network call (``apply_to_tensors``) computing in
-  ``dtype``, each cast to its parameter's dtype."""
+  arrays shaped ``p.shape + (F,)``), in one call of ``network`` on all rows
+  (``apply_to_tensors``), each cast to its parameter's dtype."""
   treedef = jax.tree.structure(params)
-  outputs = apply_to_tensors(theta, treedef.flatten_up_to(inputs), dtype)
+  outputs = apply_to_tensors(theta, treedef.flatten_up_to(inputs), network)
   return treedef.unflatten([update_from_output(out, step_mult, exp_mult).astype(p.dtype)
                             for out, p in zip(outputs, treedef.flatten_up_to(params))])
 

@@ -174,3 +174,36 @@ def test_a_bfloat16_network_gives_float32_updates_close_to_the_float32_network()
 def test_unknown_mlp_dtype_is_rejected_with_the_valid_choices():
   with pytest.raises(ValueError, match="float16.*valid: float32, bfloat16"):
     lopt.MLPLOpt(mlp_dtype="float16")
+
+
+def test_the_fused_pallas_network_gives_the_xla_network_and_its_gradients():
+  lo = lopt.MLPLOpt()
+  theta = jax.tree.map(lambda w: w + 0.1 * jnp.cos(w), lo.init_meta_params(jax.random.PRNGKey(0)))
+  rows = jax.random.normal(jax.random.PRNGKey(1), (700, lo.num_features))  # Not a block multiple.
+  np.testing.assert_allclose(lopt.fused_mlp.apply(theta, rows),
+                             lopt.per_param_mlp.apply(theta, rows), rtol=1e-5, atol=1e-6)
+  loss = lambda network: lambda t, x: jnp.sum(jnp.sin(network(t, x)))
+  fused = jax.grad(loss(lopt.fused_mlp.apply), argnums=(0, 1))(theta, rows)
+  reference = jax.grad(loss(lopt.per_param_mlp.apply), argnums=(0, 1))(theta, rows)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), fused,
+               reference)
+
+
+def test_an_mlp_lo_with_the_pallas_network_gives_the_updates_of_the_xla_network():
+  params = _digits_task().init(jax.random.PRNGKey(3))
+  grads = jax.tree.map(lambda p: jnp.cos(3.0 * p) + 0.1, params)
+  updates = []
+  for kernel in ("xla", "pallas"):
+    lo = lopt.MLPLOpt(mlp_kernel=kernel)
+    theta = lo.init_meta_params(jax.random.PRNGKey(0))
+    updates.append(jax.jit(lo.update)(theta, lo.init(theta, params, 10), grads, params)[0])
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8), *updates)
+
+
+@pytest.mark.parametrize("settings,message", [
+    (dict(mlp_kernel="triton"), "unknown MLP kernel 'triton'; valid: xla, pallas"),
+    (dict(mlp_kernel="pallas", mlp_dtype="bfloat16"), "computes in float32"),
+    (dict(mlp_kernel="pallas", hidden_size=24), "power of two and at least 16, got 24")])
+def test_unsupported_pallas_network_settings_are_rejected(settings, message):
+  with pytest.raises(ValueError, match=message):
+    lopt.MLPLOpt(**settings)
