@@ -17,6 +17,12 @@ def as_optax(lopt: LearnedOptimizer, theta: MetaParams, num_steps: int,
   pytree of arrays, so it checkpoints and shards like the parameters, and it composes with
   ``optax.chain`` (clipping, weight decay, a schedule through ``optax.scale_by_schedule``).
 
+  Under ``jit`` with sharded parameters (and state) the update equals the single-device one: the
+  per-tensor statistics (RMS normalisation, factored moments) are taken over whole tensors. Inside
+  ``shard_map`` the update sees only the local blocks, so give it replicated (data-parallel)
+  parameters there; with parameters sharded inside ``shard_map`` it would normalise each shard by
+  its own statistics. Both forms and ``pmap`` are tested against one device.
+
   ``roles`` is a pytree like the parameters of role strings (``lopt.roles``) for μP-aware
   architectures (μLO), which infer them from the parameters when it is ``None``; others ignore it.
   """
