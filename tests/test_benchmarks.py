@@ -1,0 +1,83 @@
+"""The benchmark scripts run end to end at tiny sizes and record one row per timed entry.
+
+They write to a temporary ``$BENCHMARK_RESULTS``, never to ``benchmarks/RESULTS.md``. No timing is
+asserted: only that every entry was timed and recorded with a positive time and ratio.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+
+def _run(script: str, args: list[str], results_file) -> dict[str, list[list[str]]]:
+  """Runs ``benchmarks/<script>`` and returns ``{section: rows}`` of the results it recorded."""
+  env = {**os.environ, "BENCHMARK_RESULTS": str(results_file), "JAX_PLATFORMS": "cpu"}
+  result = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=900)
+  assert result.returncode == 0, result.stderr[-4000:]
+  sections, current = {}, None
+  for line in results_file.read_text().splitlines():
+    if line.startswith("## "):
+      current = sections.setdefault(line[3:], [])
+    elif line.startswith("| 20"):  # A dated row, not a header.
+      current.append([cell.strip() for cell in line.strip("|").split("|")])
+  return sections
+
+
+def _positive(cell: str) -> float:
+  value = float(cell.rstrip("x").replace(",", ""))
+  assert value > 0, cell
+  return value
+
+
+def test_lo_step_cost_times_every_optimizer_and_variant(tmp_path):
+  sections = _run("lo_step_cost.py", [
+      "--steps", "1", "--rounds", "1", "--layer-sizes", "16,8,4", "--lm-width", "16",
+      "--lm-depth", "1", "--lm-heads", "2", "--lm-sequence-length", "8", "--lm-batch-size", "2",
+      "--mlp-hidden-sizes", "8", "--mlp-batch-size", "4", "--lopts", "mlp,adafac_mlp",
+      "--mlp-variants", "float32,pallas"], tmp_path / "results.md")
+  update_rows, step_rows = sections.values()
+  # Adam, the baselines, mlp in both variants, adafac_mlp in float32 only (too small for Pallas).
+  update_labels = [row[3] for row in update_rows]
+  assert "mlp LO (hidden 32x2, fused Pallas MLP)" in update_labels
+  assert not any("adafac_mlp LO" in label and "Pallas" in label for label in update_labels)
+  assert len(update_rows) == 1 + 5 + 3
+  for row in update_rows:
+    _positive(row[4]), _positive(row[5])
+  # Two models, each Adam and the three LO entries.
+  assert len(step_rows) == 2 * 4
+  for row in step_rows:
+    _positive(row[6]), _positive(row[7])
+
+
+def test_lo_update_breakdown_splits_the_update_into_network_and_rest(tmp_path):
+  sections = _run("lo_update_breakdown.py", [
+      "--layer-sizes", "16,8,4", "--steps", "1", "--rounds", "1",
+      "--mlp-variants", "float32,bfloat16,pallas"], tmp_path / "results.md")
+  (rows,) = sections.values()
+  assert [row[3] for row in rows] == ["float32", "bfloat16", "pallas"]
+  for row in rows:
+    _positive(row[5]), _positive(row[6])
+
+
+def test_task_throughput_records_each_family_at_each_population(tmp_path):
+  sections = _run("task_throughput.py", ["--families", "quadratic", "teacher", "--steps", "2",
+                                         "--repeats", "1"], tmp_path / "results.md")
+  (rows,) = sections.values()
+  assert [row[2] for row in rows] == ["quadratic", "teacher"]
+  for row in rows:
+    for cell in row[3:8]:
+      _positive(cell)
+
+
+@pytest.mark.slow
+def test_metatrain_throughput_records_every_estimator(tmp_path):
+  sections = _run("metatrain_throughput.py", ["--populations", "2", "--steps", "1",
+                                              "--unroll-lengths", "5"], tmp_path / "results.md")
+  throughput, memory = sections.values()
+  assert len(throughput) == 4  # One row per estimator.
+  assert len(memory) >= 1
