@@ -55,3 +55,19 @@ def test_adam_trains_the_task(task):
   after = task.evaluate(params, "test")
   assert float(after["loss"]) < 0.2 * float(before["loss"])
   assert float(after["accuracy"]) > 0.9
+
+
+def test_the_cnn_convolution_is_haikus_3x3_same_convolution():
+  import haiku as hk
+  from tasks.mup import FAN_IN_INIT
+  from tasks.networks import Conv3x3
+  images = jax.random.normal(jax.random.PRNGKey(0), (2, 4, 4, 8, 8, 3))  # Extra leading axes.
+  ours = hk.without_apply_rng(hk.transform(lambda x: Conv3x3(5, name="conv")(x)))
+  haikus = hk.without_apply_rng(hk.transform(
+      lambda x: hk.Conv2D(5, 3, padding="SAME", w_init=FAN_IN_INIT, name="conv")(x)))
+  flat = images.reshape(-1, 8, 8, 3)
+  params = ours.init(jax.random.PRNGKey(1), images)
+  jax.tree.map(np.testing.assert_array_equal, params, haikus.init(jax.random.PRNGKey(1), flat))
+  params = jax.tree.map(lambda p: p + 0.1, params)
+  np.testing.assert_allclose(ours.apply(params, images).reshape(-1, 8, 8, 5),
+                             haikus.apply(params, flat), rtol=1e-5, atol=1e-5)
