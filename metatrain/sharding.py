@@ -54,3 +54,15 @@ def population_shardings(tree, population: int, mesh: Mesh):
 
 def replicated_shardings(tree, mesh: Mesh):
   return jax.tree.map(lambda _: NamedSharding(mesh, PartitionSpec()), tree)
+
+
+def put_replicated(tree, mesh: Mesh):
+  """``tree`` copied whole to every device of ``mesh``, each distinct array once: leaves that are
+  the same array (a dataset that several mixture members read) share one copy."""
+  leaves, treedef = jax.tree.flatten(tree)
+  replicated = NamedSharding(mesh, PartitionSpec())
+  copies = {}
+  for leaf in leaves:
+    if id(leaf) not in copies:
+      copies[id(leaf)] = jax.device_put(leaf, replicated)
+  return treedef.unflatten([copies[id(leaf)] for leaf in leaves])

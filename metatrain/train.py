@@ -85,7 +85,7 @@ def meta_train(config: ConfigDict, run_dir: Path, show_progress: bool = True) ->
   mesh = sharding.population_mesh()
   sharding.check_population(population_slice_sizes(config), mesh)
   data = family.data()
-  data = jax.device_put(data, sharding.replicated_shardings(data, mesh))
+  data = sharding.put_replicated(data, mesh)
   make_state = lambda data: init_state(config, estimator, meta_optimizer, data)
   shardings = state_shardings(estimator, jax.eval_shape(make_state, data), mesh)
   state = jax.jit(make_state, out_shardings=shardings)(data)

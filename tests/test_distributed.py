@@ -68,3 +68,16 @@ def test_two_processes_give_the_theta_of_one_device(tmp_path, one_device_theta):
   outputs = [p.communicate(timeout=600)[0] for p in processes]
   assert [p.returncode for p in processes] == [0, 0], outputs
   _assert_close(lopt.load_meta_params(tmp_path / "tiny" / "optimizer")[1], one_device_theta)
+
+
+def test_a_dataset_that_several_mixture_members_read_is_copied_to_the_devices_once():
+  from jax.sharding import Mesh
+  import tasks
+  from metatrain.sharding import put_replicated
+  mixture = tasks.make_mixture({
+      "mlp": {"name": "mlp_classifier", "weight": 1.0, "dataset": "digits"},
+      "cnn": {"name": "cnn_classifier", "weight": 1.0, "dataset": "digits"},
+      "teacher": {"name": "teacher", "weight": 1.0}})
+  mlp_data, cnn_data, _ = put_replicated(mixture.data(), Mesh(np.array(jax.devices()), ("d",)))
+  assert mlp_data["train"][0] is cnn_data["train"][0]
+  np.testing.assert_array_equal(mlp_data["train"][0], mixture.data()[0]["train"][0])
