@@ -62,6 +62,7 @@ def _kernel(x_ref, *refs):
 
 
 def _fused_apply(theta: per_param_mlp.MLPParams, x: jax.Array) -> jax.Array:
+  """The kernel on ``x`` padded to whole blocks of rows and a multiple of 16 features."""
   num_rows, num_features = x.shape
   layers = [theta[f"linear_{i}"] for i in range(len(theta))]
   padded_features = _MIN_DOT * -(-num_features // _MIN_DOT)
