@@ -49,6 +49,7 @@ import argparse
 import dataclasses
 import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import jax
@@ -241,29 +242,27 @@ def step_part(args, machine):
       results.record(STEP_SECTION, STEP_HEADER, row)
 
 
-def _names(text: str) -> tuple[str, ...]:
-  """The comma-separated learned-optimizer names of ``--lopts``, checked against the registry."""
-  names = tuple(text.split(","))
-  unknown = [n for n in names if n not in lopt.ARCHITECTURES]
-  if unknown:
-    raise argparse.ArgumentTypeError(
-        f"unknown learned optimizer(s) {', '.join(unknown)}; valid: {', '.join(lopt.ARCHITECTURES)}")
-  return names
+def comma_separated(kind: str, valid) -> Callable[[str], tuple[str, ...]]:
+  """An argparse ``type``: comma-separated names, each one of ``valid``; an unknown one is an error
+  naming it, its ``kind`` and the valid names."""
+
+  def parse(text: str) -> tuple[str, ...]:
+    names = tuple(text.split(","))
+    unknown = [n for n in names if n not in valid]
+    if unknown:
+      raise argparse.ArgumentTypeError(
+          f"unknown {kind} {', '.join(unknown)}; valid: {', '.join(valid)}")
+    return names
+
+  return parse
+
+
+parse_mlp_variants = comma_separated("MLP variant(s)", MLP_VARIANTS)
 
 
 def default_mlp_variants() -> str:
   """All ``MLP_VARIANTS`` on an accelerator; on a CPU, where Pallas only interprets, the XLA ones."""
   return ",".join(v for v in MLP_VARIANTS if v != "pallas" or jax.default_backend() != "cpu")
-
-
-def parse_mlp_variants(text: str) -> tuple[str, ...]:
-  """The comma-separated ``MLP_VARIANTS`` names of ``--mlp-variants``, checked."""
-  names = tuple(text.split(","))
-  unknown = [n for n in names if n not in MLP_VARIANTS]
-  if unknown:
-    raise argparse.ArgumentTypeError(
-        f"unknown MLP variant(s) {', '.join(unknown)}; valid: {', '.join(MLP_VARIANTS)}")
-  return names
 
 
 def parse_args(argv):
@@ -284,7 +283,8 @@ def parse_args(argv):
                       help="(b) MLP classifier hidden layer sizes, comma-separated")
   parser.add_argument("--mlp-batch-size", type=int, default=128,
                       help="(b) MLP classifier examples per step")
-  parser.add_argument("--lopts", default=",".join(lopt.ARCHITECTURES), type=_names,
+  parser.add_argument("--lopts", default=",".join(lopt.ARCHITECTURES),
+                      type=comma_separated("learned optimizer(s)", lopt.ARCHITECTURES),
                       help="learned optimizers to time, comma-separated (default: all)")
   parser.add_argument("--mlp-variants", type=parse_mlp_variants,
                       default=default_mlp_variants(),
