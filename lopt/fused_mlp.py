@@ -7,10 +7,13 @@ update (``benchmarks/lo_update_breakdown.py``). ``apply`` here computes the same
 kernel: each program loads a block of rows, runs every layer on it in registers and writes only the
 two outputs ``(d, a)``, so memory sees ``4 * (F + 2)`` bytes per parameter.
 
-The kernel is written with ``jax.experimental.pallas``: on a GPU it compiles through Triton, on a CPU
-it runs in Pallas's interpreter (correct, slow: for tests). Triton needs matmul sides of at least
-16, so the feature axis is zero-padded to a multiple of 16 (zero rows of the first weight matrix
-make the padding inert); the output layer is two dot products per row rather than a matmul, and its bias is added outside.
+The kernel is written with ``jax.experimental.pallas`` for its Triton backend (chosen by its
+``CompilerParams``; JAX's default GPU backend, Mosaic GPU, copies at most 256 rows at a time): on a
+GPU it compiles through Triton, on a CPU it runs in Pallas's interpreter (correct, slow: for tests).
+Triton's arrays have power-of-two sides and its matmuls sides of at least 16, so the feature axis is
+zero-padded to a power of two of at least 16 (zero rows of the first weight matrix make the padding
+inert); the output layer is two dot products per row rather than a matmul, and its bias is added
+outside.
 Gradients (TBPTT through the optimizer) take the XLA network's: ``apply`` is a ``custom_vjp`` whose
 backward pass differentiates ``per_param_mlp.apply``.
 """
@@ -21,6 +24,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as pallas_triton
 
 from lopt import per_param_mlp
 
@@ -50,6 +54,11 @@ def row_network(kernel: str, dtype: str, hidden_size: int) -> Callable:
   return apply
 
 
+def interpret() -> bool:
+  """Whether the kernel runs in Pallas's interpreter: on a CPU, which Triton does not target."""
+  return jax.default_backend() == "cpu"
+
+
 def _kernel(x_ref, *refs):
   """One block of rows through all layers. ``refs`` are ``w_i, b_i`` per hidden layer, the output
   layer's two weight rows ``(1, H)`` (direction, log-magnitude), then the two output blocks."""
@@ -62,10 +71,10 @@ def _kernel(x_ref, *refs):
 
 
 def _fused_apply(theta: per_param_mlp.MLPParams, x: jax.Array) -> jax.Array:
-  """The kernel on ``x`` padded to whole blocks of rows and a multiple of 16 features."""
+  """The kernel on ``x`` padded to whole blocks of rows and a power of two of features."""
   num_rows, num_features = x.shape
   layers = [theta[f"linear_{i}"] for i in range(len(theta))]
-  padded_features = _MIN_DOT * -(-num_features // _MIN_DOT)
+  padded_features = max(_MIN_DOT, 1 << (num_features - 1).bit_length())
   padded_rows = BLOCK_ROWS * -(-num_rows // BLOCK_ROWS)
   x = jnp.pad(x.astype(jnp.float32),
               ((0, padded_rows - num_rows), (0, padded_features - num_features)))
@@ -85,7 +94,8 @@ def _fused_apply(theta: per_param_mlp.MLPParams, x: jax.Array) -> jax.Array:
       in_specs=[pl.BlockSpec((BLOCK_ROWS, padded_features), lambda i: (i, 0))]
                + [whole(a) for a in operands],
       out_specs=[rows, rows],
-      interpret=jax.default_backend() == "cpu",
+      compiler_params=pallas_triton.CompilerParams(),
+      interpret=interpret(),
   )(x, *operands)
   out = jnp.stack([direction[:num_rows], magnitude[:num_rows]], axis=-1)
   return out + layers[-1]["b"].astype(jnp.float32)
