@@ -35,7 +35,8 @@ def get_config() -> ConfigDict:
   # members of different loss scales weigh alike in the meta-loss.
   config.estimator = ConfigDict(dict(name="truncated_es", population=12, unroll_length=20,
                                      horizon=200, min_horizon=100, sigma=0.01, loss_clip=10.0,
-                                     meta_loss="train", normalization="relative", remat=False))
+                                     meta_loss="train", normalization="relative",
+                                     loss_weight_power=0.0, remat=False))
   # The meta-optimizer: Adam on theta, with the meta-gradient clipped by global norm.
   config.outer = ConfigDict(dict(steps=1000, learning_rate=3e-3, max_grad_norm=1.0))
   config.checkpoint_every = 50

@@ -26,10 +26,12 @@ def get_config() -> ConfigDict:
   # trainings of `horizon` steps cut into unrolls (min_horizon > 0: each training's length is drawn
   # from the multiples of unroll_length in [min_horizon, horizon]); meta_loss: train | held_out,
   # normalised per task by its initial loss (normalization: none | relative | log_relative);
-  # remat: tbptt only.
+  # loss_weight_power p weights step t of a T-step training by (p + 1)(t / T)^p (0: the mean loss;
+  # > 0: late losses count more, see metatrain.inner_training); remat: tbptt only.
   config.estimator = ConfigDict(dict(name="truncated_es", population=16, unroll_length=20,
                                      horizon=200, min_horizon=0, sigma=0.01, loss_clip=10.0,
-                                     meta_loss="train", normalization="none", remat=False))
+                                     meta_loss="train", normalization="none",
+                                     loss_weight_power=0.0, remat=False))
   # The meta-optimizer: Adam on theta, with the meta-gradient clipped by global norm.
   config.outer = ConfigDict(dict(steps=1000, learning_rate=3e-3, max_grad_norm=1.0))
   config.checkpoint_every = 50

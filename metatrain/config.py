@@ -203,6 +203,8 @@ def validate(config: ConfigDict) -> None:
   _require(est.normalization in tasks.NORMALIZATIONS,
            f"unknown loss normalization '{est.normalization}'; valid choices: "
            f"{list(tasks.NORMALIZATIONS)}")
+  _require(est.loss_weight_power >= 0,
+           f"config.estimator.loss_weight_power must be >= 0, got {est.loss_weight_power}")
   _require(est.meta_loss in META_LOSSES,
            f"unknown meta_loss '{est.meta_loss}'; valid choices: {list(META_LOSSES)}")
   _require(config.outer.steps >= 1, f"config.outer.steps must be >= 1, got {config.outer.steps}")

@@ -10,7 +10,16 @@ meta-loss:
 
 Each loss is first normalised by the task's loss at initialisation ``L_0`` (``normalization``:
 ``none`` | ``relative`` ``L/L_0`` | ``log_relative`` ``log(L/L_0)``, see ``tasks.objectives``), so that
-tasks of different scales can be averaged, then clipped to ``loss_clip``. An unroll whose losses or
+tasks of different scales can be averaged, then clipped to ``loss_clip``. The loss of step ``t`` of
+a ``T``-step training is then weighted by
+
+    w_t = (p + 1) ((t + 1/2) / T)^p,      p = ``loss_weight_power`` >= 0,
+
+whose mean over a whole training is about 1. ``p = 0`` scores the mean loss over training (each
+step alike); ``p > 0`` scores the late steps more, closer to the final loss that evaluation and
+users judge an optimizer by. The mean loss rewards fast early progress only: an optimizer
+meta-trained on it has no reason to anneal its steps, and one that does not anneal keeps its
+largest steps at the end of a training and past the horizons it was meta-trained on. An unroll whose losses or
 parameters are not finite has *diverged*: estimators drop it from their estimate, count it, and have
 it restarted (it is marked finished, so ``reset_finished`` replaces it by a fresh task before the
 next unroll).
@@ -46,6 +55,14 @@ def all_finite(tree) -> jax.Array:
   return jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
+def progress_weights(steps: jax.Array, horizon: jax.Array, power: float) -> jax.Array:
+  """The weights ``(p + 1) ((t + 1/2) / T)^p`` of the losses of ``steps`` ``t`` of a training of
+  ``horizon`` ``T`` steps (all 1 for ``power`` ``p = 0``); see the module docstring."""
+  if power == 0:
+    return jnp.ones(steps.shape)
+  return (power + 1) * ((steps + 0.5) / horizon) ** power
+
+
 @dataclasses.dataclass(frozen=True)
 class InnerTraining:
   """How the population's tasks are trained and scored; see the module docstring."""
@@ -58,11 +75,14 @@ class InnerTraining:
   meta_loss: str = "train"
   min_horizon: int | None = None
   normalization: str = "none"
+  loss_weight_power: float = 0.0
 
   def __post_init__(self):
     if self.meta_loss not in META_LOSSES:
       raise ValueError(f"unknown meta_loss '{self.meta_loss}'; valid choices: {list(META_LOSSES)}")
     objectives.check_normalization(self.normalization)
+    if self.loss_weight_power < 0:
+      raise ValueError(f"loss_weight_power must be >= 0, got {self.loss_weight_power}")
     if not self.unroll_length <= self.shortest_horizon <= self.horizon:
       raise ValueError(f"min_horizon ({self.shortest_horizon}) must be between unroll_length "
                        f"({self.unroll_length}) and horizon ({self.horizon})")
@@ -128,7 +148,9 @@ class InnerTraining:
     end, losses = unroll(self.family, data, self.optimizer(theta, self.horizon), state, num_steps,
                          held_out=self.meta_loss == "held_out", remat=remat)
     scored = objectives.normalize(losses[self.meta_loss], state.initial_loss, self.normalization)
+    weights = progress_weights(state.step + jnp.arange(num_steps), state.horizon,
+                               self.loss_weight_power)
     diverged = ~(all_finite(losses) & all_finite(end.params))
     meta_loss = jnp.where(diverged, self.loss_clip,
-                          jnp.mean(objectives.clip(scored, self.loss_clip)))
+                          jnp.mean(weights * objectives.clip(scored, self.loss_clip)))
     return meta_loss, self.mark_finished(end, diverged), diverged

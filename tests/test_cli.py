@@ -34,6 +34,8 @@ from metatrain.metrics_log import read_metrics
     ("--config.estimator.meta_loss=test", "unknown meta_loss 'test'; valid choices: "
                                           "['train', 'held_out']"),
     ("--config.estimator.unroll_length=50", "unroll_length (50) is longer than the horizon (20)"),
+    ("--config.estimator.loss_weight_power=-1",
+     "config.estimator.loss_weight_power must be >= 0, got -1"),
 ])
 def test_bad_input_gives_one_clear_error_and_writes_nothing(override, message, tmp_path, capsys):
   code = main(["--config", str(QUICKSTART), "--workdir", str(tmp_path), *TINY_OVERRIDES, override])

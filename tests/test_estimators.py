@@ -12,7 +12,7 @@ import pytest
 import lopt
 import tasks
 from metatrain.estimators import PES, FullES, MixtureEstimator, TruncatedBackprop, TruncatedES
-from metatrain.inner_training import InnerTraining
+from metatrain.inner_training import InnerTraining, progress_weights
 from test_tasks_data import largest_constant_bytes
 
 
@@ -133,11 +133,13 @@ def test_full_es_matches_the_whole_training_gradient():
   assert abs(np.mean(estimates) - exact_mean_loss) < 4 * np.std(estimates) / np.sqrt(40)
 
 
-def test_tbptt_over_the_whole_horizon_equals_backprop_through_training():
+@pytest.mark.parametrize("loss_weight_power", [0.0, 2.0])
+def test_tbptt_over_the_whole_horizon_equals_backprop_through_training(loss_weight_power):
   family = tasks.MLPClassifierFamily(hidden_sizes=(8,), batch_size=16)
   lo = lopt.MLPLOpt(hidden_size=8)
   steps = 5
-  inner = InnerTraining(family, lo, unroll_length=steps, horizon=steps, loss_clip=100.0)
+  inner = InnerTraining(family, lo, unroll_length=steps, horizon=steps, loss_clip=100.0,
+                        loss_weight_power=loss_weight_power)
   estimator = TruncatedBackprop(inner, population=2)
   theta = lo.init_meta_params(jax.random.PRNGKey(0))
   data = family.data()
@@ -145,7 +147,8 @@ def test_tbptt_over_the_whole_horizon_equals_backprop_through_training():
   grad, _, _ = jax.jit(estimator.grad)(theta, data, state, jax.random.PRNGKey(2))
 
   def whole_training_loss(theta, params, data_key, task_params):
-    """The mean training loss over a whole training, written as a plain optax loop."""
+    """The mean training loss over a whole training, step t weighted by (p + 1)((t + 1/2) / T)^p,
+    written as a plain optax loop."""
     task, tx = family.task(task_params, data), lopt.as_optax(lo, theta, steps)
     opt_state, losses = tx.init(params), []
     for t in range(steps):
@@ -153,13 +156,24 @@ def test_tbptt_over_the_whole_horizon_equals_backprop_through_training():
       loss, grads = jax.value_and_grad(task.loss)(params, batch)
       updates, opt_state = tx.update(grads, opt_state, params, value=loss)
       params = optax.apply_updates(params, updates)
-      losses.append(loss)
+      weight = (loss_weight_power + 1) * ((t + 0.5) / steps) ** loss_weight_power
+      losses.append(weight * loss)
     return jnp.mean(jnp.stack(losses))
 
   per_task = [jax.jit(jax.grad(whole_training_loss))(theta, *jax.tree.map(lambda x: x[i], (
       state.params, state.data_key, state.task_params))) for i in range(2)]
   expected = jax.tree.map(lambda a, b: (a + b) / 2, *per_task)
   jax.tree.map(lambda g, e: np.testing.assert_allclose(g, e, rtol=2e-4, atol=1e-6), grad, expected)
+
+
+def test_progress_weights_average_one_over_a_training_and_grow_with_progress():
+  horizon = 400
+  for power in (0.0, 1.0, 2.0, 3.0):
+    weights = np.asarray(progress_weights(jnp.arange(horizon), jnp.int32(horizon), power))
+    np.testing.assert_allclose(weights.mean(), 1.0, rtol=1e-4)
+    assert np.all(np.diff(weights) >= 0) and (power == 0) == (weights[-1] == weights[0])
+  with pytest.raises(ValueError, match="loss_weight_power must be >= 0, got -1"):
+    dataclasses.replace(INNER, loss_weight_power=-1.0)
 
 
 @pytest.mark.parametrize("estimator_class", [TruncatedES, PES, TruncatedBackprop])

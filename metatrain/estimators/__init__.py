@@ -38,7 +38,8 @@ def build_estimator(config: ConfigDict, family, lopt):
 def _single_estimator(est: ConfigDict, family, lopt, population: int):
   inner = InnerTraining(family=family, lopt=lopt, unroll_length=est.unroll_length,
                         horizon=est.horizon, loss_clip=est.loss_clip, meta_loss=est.meta_loss,
-                        min_horizon=est.min_horizon or None, normalization=est.normalization)
+                        min_horizon=est.min_horizon or None, normalization=est.normalization,
+                        loss_weight_power=est.loss_weight_power)
   if est.name == "tbptt":
     return TruncatedBackprop(inner, population, remat=est.remat)
   return ESTIMATORS[est.name](inner, population, est.sigma)
