@@ -41,11 +41,12 @@ from typing import Any, ClassVar, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from lopt import fused_mlp, per_param_mlp
+from lopt import per_param_mlp
 from lopt.accumulators import (init_momenta, init_second_moments, update_momenta,
                                update_second_moments)
 from lopt.features import (adam_feature_index, mlp_inputs, moment_features,
                            num_moment_features, time_features)
+from lopt.mlp_lopt import PerParameterNetwork
 from lopt.tree_utils import map_leaves
 
 
@@ -62,7 +63,7 @@ class AdafacMLPLOptState(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class AdafacMLPLOpt:
+class AdafacMLPLOpt(PerParameterNetwork):
   """Per-parameter MLP learned optimizer with factored second moments; see the module docstring."""
 
   hidden_size: int = 4
@@ -78,8 +79,7 @@ class AdafacMLPLOpt:
   name: ClassVar[str] = "adafac_mlp"
 
   def __post_init__(self):
-    per_param_mlp.check_size("AdafacMLPLOpt", self.hidden_size, self.num_hidden_layers)
-    self._network()  # Checks mlp_kernel and mlp_dtype.
+    self._check_network()
     if not self.momentum_decays or not self.second_moment_decays:
       raise ValueError(
           "AdafacMLPLOpt needs at least one momentum decay and one second-moment decay")
@@ -90,23 +90,9 @@ class AdafacMLPLOpt:
             + len(self.time_scales))
 
   @property
-  def flops_per_parameter(self) -> int:
-    """FLOPs of the shared MLP for one parameter (the lower bound of the update's cost)."""
-    return per_param_mlp.flops_per_parameter(self.num_features, self.hidden_size,
-                                             self.num_hidden_layers)
-
-  @property
   def _adam_feature_index(self) -> int:
     """Index of ``m_1 / sqrt(v_D)`` in the feature vector."""
     return adam_feature_index(len(self.momentum_decays), len(self.second_moment_decays))
-
-  def _network(self):
-    """The network on all rows: ``mlp_kernel`` and ``mlp_dtype`` (``fused_mlp.row_network``)."""
-    return fused_mlp.row_network(self.mlp_kernel, self.mlp_dtype, self.hidden_size)
-
-  def init_meta_params(self, key: jax.Array) -> per_param_mlp.MLPParams:
-    return per_param_mlp.init(key, self.num_features, self.hidden_size, self.num_hidden_layers,
-                              self._adam_feature_index)
 
   def init(self, theta, params, num_steps, roles=None) -> AdafacMLPLOptState:
     del theta, roles  # This architecture does not scale its updates by role.

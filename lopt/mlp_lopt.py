@@ -51,8 +51,32 @@ class MLPLOptState(NamedTuple):
   num_steps: jax.Array
 
 
+class PerParameterNetwork:
+  """The methods ``MLPLOpt`` and ``AdafacMLPLOpt`` share about their network: a ``per_param_mlp`` of
+  ``num_hidden_layers`` layers of ``hidden_size`` units on ``num_features`` inputs, run as
+  ``mlp_kernel`` and ``mlp_dtype`` say, initialised to pass ``_adam_feature_index`` through."""
+
+  def _check_network(self) -> None:
+    per_param_mlp.check_size(type(self).__name__, self.hidden_size, self.num_hidden_layers)
+    self._network()  # Checks mlp_kernel and mlp_dtype.
+
+  @property
+  def flops_per_parameter(self) -> int:
+    """FLOPs of the shared MLP for one parameter (the lower bound of the update's cost)."""
+    return per_param_mlp.flops_per_parameter(self.num_features, self.hidden_size,
+                                             self.num_hidden_layers)
+
+  def _network(self):
+    """The network on all rows: ``mlp_kernel`` and ``mlp_dtype`` (``fused_mlp.row_network``)."""
+    return fused_mlp.row_network(self.mlp_kernel, self.mlp_dtype, self.hidden_size)
+
+  def init_meta_params(self, key: jax.Array) -> per_param_mlp.MLPParams:
+    return per_param_mlp.init(key, self.num_features, self.hidden_size, self.num_hidden_layers,
+                              self._adam_feature_index)
+
+
 @dataclasses.dataclass(frozen=True)
-class MLPLOpt:
+class MLPLOpt(PerParameterNetwork):
   """Per-parameter MLP learned optimizer; see the module docstring for the maths."""
 
   hidden_size: int = 32
@@ -68,8 +92,7 @@ class MLPLOpt:
   name: ClassVar[str] = "mlp"
 
   def __post_init__(self):
-    per_param_mlp.check_size("MLPLOpt", self.hidden_size, self.num_hidden_layers)
-    self._network()  # Checks mlp_kernel and mlp_dtype.
+    self._check_network()
     if not self.momentum_decays:
       raise ValueError("MLPLOpt needs at least one momentum decay")
 
@@ -78,23 +101,9 @@ class MLPLOpt:
     return num_moment_features(len(self.momentum_decays), 1) + len(self.time_scales)
 
   @property
-  def flops_per_parameter(self) -> int:
-    """FLOPs of the shared MLP for one parameter (the lower bound of the update's cost)."""
-    return per_param_mlp.flops_per_parameter(self.num_features, self.hidden_size,
-                                             self.num_hidden_layers)
-
-  @property
   def _adam_feature_index(self) -> int:
     """Index of ``m_1 / sqrt(v)`` in the feature vector."""
     return adam_feature_index(len(self.momentum_decays), 1)
-
-  def _network(self):
-    """The network on all rows: ``mlp_kernel`` and ``mlp_dtype`` (``fused_mlp.row_network``)."""
-    return fused_mlp.row_network(self.mlp_kernel, self.mlp_dtype, self.hidden_size)
-
-  def init_meta_params(self, key: jax.Array) -> per_param_mlp.MLPParams:
-    return per_param_mlp.init(key, self.num_features, self.hidden_size, self.num_hidden_layers,
-                              self._adam_feature_index)
 
   def init(self, theta, params, num_steps, roles=None) -> MLPLOptState:
     del theta, roles  # This architecture does not scale its updates by role.
