@@ -15,12 +15,21 @@ optimizer) pair of a suite into a workdir, writing each pair's result atomically
 killed evaluation started again with the same settings skips the finished pairs, then writes the
 report (``metatrain.eval_report``). ``main`` is the command line.
 
+A tuned baseline does not depend on the learned optimizer, so evaluations of several learned
+optimizers on the same tasks can share them: with ``baseline_cache`` set to a directory, each tuned
+baseline is also stored there under a name that hashes everything that determines it
+(``baseline_key``: the task's family, settings and step budget, the baseline and its grid, the
+held-out seeds, the schedule, the versions of this library and of JAX), and an evaluation that
+needs the same one copies it instead of tuning it again.
+
 Workdir: ``evaluation.json`` (the settings, the optimizer's card and the suite's tasks; another
 evaluation's workdir is refused unless ``--overwrite``), ``runs/<task>/<optimizer>.json``, and the
 report files of ``metatrain.eval_report``.
 """
 
 import argparse
+import hashlib
+import importlib.metadata
 import json
 import re
 import shutil
@@ -154,6 +163,8 @@ def default_config() -> ConfigDict:
   # Every baseline's schedule (lopt.learning_rate_schedule): linear warmup, then cosine decay to 0.
   config.warmup_fraction = 0.05
   config.schedule = "warmup_cosine"
+  # A directory where tuned baselines are kept for other evaluations on the same tasks ("": none).
+  config.baseline_cache = ""
   return config
 
 
@@ -246,6 +257,32 @@ def evaluate_task(spec: suites.TaskSpec, optimizer: str, config: ConfigDict, lo_
   return {"hyperparameters": tuned["best"], "grid": tuned["grid"], **_runs_json(tuned["runs"])}
 
 
+def baseline_key(spec: suites.TaskSpec, optimizer: str, config: ConfigDict) -> str:
+  """The name under which the baseline ``optimizer`` tuned on ``spec`` is cached: a hash of what
+  determines the result (not the task's name in its suite)."""
+  identity = {"family": spec.family, "settings": suites.json_ready(spec.kwargs),
+              "num_steps": spec.num_steps, "optimizer": optimizer,
+              "grid": grid_points(config, optimizer), "seed": config.seed, "seeds": config.seeds,
+              "warmup_fraction": config.warmup_fraction, "schedule": config.schedule,
+              "versions": [importlib.metadata.version("learned-optimizers"), jax.__version__]}
+  digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+  return f"{optimizer}-{spec.family}-{digest[:24]}"
+
+
+def _result(spec: suites.TaskSpec, optimizer: str, config: ConfigDict, lo_path: Path,
+            keys: jax.Array) -> dict[str, Any]:
+  """``evaluate_task``'s result, read from ``config.baseline_cache`` when it holds it (and stored
+  there when it does not)."""
+  if optimizer == LEARNED or not config.baseline_cache:
+    return evaluate_task(spec, optimizer, config, lo_path, keys)
+  cached = Path(config.baseline_cache) / f"{baseline_key(spec, optimizer, config)}.json"
+  if cached.exists():
+    return json.loads(cached.read_text())
+  result = evaluate_task(spec, optimizer, config, lo_path, keys)
+  _write_json(cached, result)
+  return result
+
+
 def _write_json(path: Path, value: Any) -> None:
   """Writes ``value`` to ``path`` atomically (a reader never sees half a file)."""
   path.parent.mkdir(parents=True, exist_ok=True)
@@ -296,7 +333,7 @@ def run(config: ConfigDict, workdir: str | Path, overwrite: bool = False,
         bar.set_postfix(task=spec.name, optimizer=optimizer)
         path = workdir / RUNS_DIR / spec.name / f"{optimizer}.json"
         if not path.exists():
-          _write_json(path, evaluate_task(spec, optimizer, config, lo_path, keys))
+          _write_json(path, _result(spec, optimizer, config, lo_path, keys))
         results[spec.name][optimizer] = json.loads(path.read_text())
         bar.update()
   grids = {name: grid_points(config, name) for name in config.baselines}
@@ -322,6 +359,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
   parser.add_argument("--steps-multiplier", type=float, help="multiplies every step budget")
   parser.add_argument("--workdir", help="where results and the report go (default "
                                         "runs/eval/<optimizer>-<suite>)")
+  parser.add_argument("--baseline-cache", help="a directory where tuned baselines are kept and "
+                      "reused by evaluations of other optimizers on the same tasks")
   parser.add_argument("--overwrite", action="store_true",
                       help="start again in a workdir that holds an evaluation with other settings")
   parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -333,7 +372,7 @@ def main(argv: list[str]) -> int:
   try:
     config = apply_overrides(load_config(args.config) if args.config else default_config(),
                              overrides)
-    for key in ("optimizer", "suite", "seeds", "steps_multiplier"):
+    for key in ("optimizer", "suite", "seeds", "steps_multiplier", "baseline_cache"):
       if getattr(args, key) is not None:
         config[key] = getattr(args, key)
     if not config.optimizer:

@@ -88,6 +88,30 @@ def test_a_rerun_computes_only_missing_results(saved_lo, tmp_path, monkeypatch):
   assert calls == [("quadratic", "lion")]
 
 
+def test_a_baseline_cache_shares_tuned_baselines_between_evaluations_of_other_optimizers(
+    saved_lo, tmp_path, monkeypatch):
+  calls = []
+  monkeypatch.setattr(evaluate, "evaluate_task",
+                      lambda spec, optimizer, *args: calls.append((spec.name, optimizer))
+                      or _fake_result(spec, optimizer, *args))
+  other_lo = tmp_path / "other_lo"
+  lo = lopt.AdafacMLPLOpt()
+  lopt.save(other_lo, lo, lo.init_meta_params(jax.random.PRNGKey(1)), {"num_steps": 20})
+  cache = ["--baseline-cache", str(tmp_path / "cache"), "--no-progress", "--suite", "smoke"]
+  assert evaluate.main(["--optimizer", str(saved_lo), "--workdir", str(tmp_path / "a"), *cache]) == 0
+  assert len(calls) == 2 * 5 and len(list((tmp_path / "cache").glob("*.json"))) == 2 * 4
+  calls.clear()
+  assert evaluate.main(["--optimizer", str(other_lo), "--workdir", str(tmp_path / "b"), *cache]) == 0
+  assert calls == [("mlp-digits", "learned"), ("quadratic", "learned")]
+  for path in (tmp_path / "a" / "runs").rglob("adamw.json"):
+    assert (tmp_path / "b" / path.relative_to(tmp_path / "a")).read_text() == path.read_text()
+  calls.clear()  # Another grid is another baseline.
+  assert evaluate.main(["--optimizer", str(other_lo), "--workdir", str(tmp_path / "c"), *cache,
+                        "--config.grids.sgd.learning_rates=(0.5,)"]) == 0
+  assert sorted(calls) == sorted([(task, optimizer) for task in ("mlp-digits", "quadratic")
+                                  for optimizer in ("learned", "sgd")])
+
+
 def test_a_workdir_of_another_evaluation_is_refused_unless_overwritten(tmp_path):
   record = {"suite": "smoke", "seeds": 2}
   evaluate.prepare_workdir(tmp_path / "eval", record, overwrite=False)
