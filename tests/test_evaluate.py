@@ -8,7 +8,7 @@ import pytest
 
 import lopt
 from lopt import shipped
-from metatrain import eval_report, evaluate, suites
+from metatrain import eval_report, evaluate, ship, suites
 from metatrain.config import ConfigError
 
 TINY_GRIDS = ["--config.grids.adamw.learning_rates=(1e-2,1e-1)",
@@ -247,3 +247,29 @@ def test_score_counts_wins_and_normalised_losses_and_diverged_runs():
                                  "mean_normalised": 0.5, "median_normalised": 0.5,
                                  "normalised_over": 1}
   assert score["test_loss"]["wins"] == 0 and score["test_loss"]["mean_normalised"] == 2.0
+
+
+def test_ship_writes_the_optimizer_with_its_evaluation_on_the_card(saved_lo, tmp_path, monkeypatch):
+  monkeypatch.setattr(evaluate, "evaluate_task", _fake_result)
+  workdir = tmp_path / "eval"
+  assert evaluate.main(["--optimizer", str(saved_lo), "--suite", "smoke", "--workdir",
+                        str(workdir), "--no-progress"]) == 0
+  shipped_dir = tmp_path / "checkpoints"
+  arguments = ["--optimizer", str(saved_lo), "--name", "tiny-lo", "--evaluations", str(workdir),
+               "--device", "a test machine"]
+  monkeypatch.setattr(ship.shipped, "CHECKPOINTS", shipped_dir)
+  assert ship.main(arguments) == 0
+  assert lopt.pretrained_names(shipped_dir) == ["tiny-lo"]
+  evaluation = lopt.read_card(shipped_dir / "tiny-lo")["metadata"]["evaluation"]
+  smoke = evaluation["suites"]["smoke"]
+  expected = _fake_result(suites.build("smoke", (), on_cpu=True)[0][0], "adamw", None, None, None)
+  assert smoke["tasks"]["mlp-digits"]["adamw_train_loss"] == pytest.approx(
+      np.mean(expected["final"]["train_loss"]))
+  # The fake learned optimizer ties with AdamW (``_fake_result``): no win, normalised loss 1.
+  assert smoke["beats_tuned_adamw_train_loss"] == 0 and smoke["num_tasks"] == 2
+  assert smoke["median_normalised_train_loss"] == pytest.approx(1.0)
+  assert evaluation["seeds"] == 3 and evaluation["device"] == "a test machine"
+  assert {p.name for p in (shipped_dir / "tiny-lo" / "evaluation" / "smoke").iterdir()} == {
+      "report.md", "runs.csv", "vs_reference.png"}
+  assert ship.main(arguments) == 2  # Shipped already: replaced only with --overwrite.
+  assert ship.main(arguments + ["--overwrite"]) == 0

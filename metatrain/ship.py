@@ -1,0 +1,107 @@
+"""Ship a meta-trained learned optimizer in ``checkpoints/``, with its evaluations on its card.
+
+    python -m metatrain.ship --optimizer runs/width_mixture_mup/optimizer --name mulo-digits-mlp \
+        --evaluations runs/eval/mulo-in-distribution runs/eval/mulo-horizon ... \
+        --device "2-core AMD EPYC CPU"
+
+Writes ``checkpoints/<name>/`` with ``lopt.save``: the optimizer's theta and its card, whose
+metadata gains ``evaluation``: for each suite (an evaluation workdir of ``metatrain.evaluate``),
+the tasks where the learned optimizer beats tuned AdamW on final training loss, the median of its
+final training loss divided by AdamW's, and per task the learned and AdamW mean final losses. Each
+suite's ``report.md``, ``runs.csv`` and summary plots (not the per-task curves, to keep the
+repository small) are copied to ``checkpoints/<name>/evaluation/<suite>/``. An existing folder of
+that name is replaced only with ``--overwrite``; the new one is written beside it and moved into
+place when complete, so a failure leaves the shipped optimizer as it was.
+"""
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import lopt
+from lopt import shipped
+from metatrain import eval_report
+from metatrain.evaluate import CONFIG_FILE, LEARNED, REFERENCE
+
+SUMMARY_PLOTS = ("vs_reference.png", "width.png", "depth.png", "horizon.png")
+REPORT_FILES = (eval_report.REPORT_FILE, eval_report.CSV_FILE, *SUMMARY_PLOTS)
+
+
+def suite_summary(results: dict[str, Any]) -> dict[str, Any]:
+  """The card's summary of one evaluation's ``results.json``."""
+  score = results["score"].get("train_loss", {})
+  tasks = {}
+  for name, comparison in results["comparisons"].items():
+    tasks[name] = {f"{who}_{split}_loss": comparison[f"{split}_loss"][side]
+                   for split in ("train", "test") if f"{split}_loss" in comparison
+                   for who, side in ((LEARNED, "learned"), (REFERENCE, "reference"))}
+  return {f"beats_tuned_{REFERENCE}_train_loss": score.get("wins", 0),
+          "median_normalised_train_loss": score.get("median_normalised"),
+          "num_tasks": len(tasks), "tasks": tasks}
+
+
+def ship(optimizer: Path, name: str, evaluations: list[Path], device: str,
+         directory: Path | None = None, overwrite: bool = False) -> Path:
+  """Writes ``directory/name`` (default ``checkpoints/<name>``) as the module docstring says;
+  returns its path."""
+  directory = shipped.CHECKPOINTS if directory is None else directory
+  target = directory / name
+  if target.exists() and not overwrite:
+    raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
+  architecture, theta, card = lopt.load_meta_params(optimizer)
+  suites, seeds = {}, set()
+  for workdir in evaluations:
+    results = json.loads((workdir / eval_report.RESULTS_FILE).read_text())
+    settings = json.loads((workdir / CONFIG_FILE).read_text())
+    suites[settings["suite"]] = (workdir, suite_summary(results))
+    seeds.add(settings["seeds"])
+  if len(seeds) > 1:
+    raise ValueError(f"the evaluations use different numbers of seeds {sorted(seeds)}; a card "
+                     "states one")
+  metadata = dict(card.get("metadata", {}))
+  metadata["evaluation"] = {
+      "command": f"python -m metatrain.evaluate --optimizer {name} --suite <suite>",
+      "device": device, "reference": f"{REFERENCE} (learning rate x weight decay grid, warmup + "
+                                      "cosine)",
+      "seeds": seeds.pop() if seeds else None,
+      "suites": {suite: summary for suite, (_, summary) in sorted(suites.items())}}
+  staging = directory / f".{name}.staging"
+  shutil.rmtree(staging, ignore_errors=True)
+  lopt.save(staging, architecture, theta, metadata)
+  for suite, (workdir, _) in suites.items():
+    (staging / "evaluation" / suite).mkdir(parents=True)
+    for file in REPORT_FILES:
+      if (workdir / file).is_file():
+        shutil.copy(workdir / file, staging / "evaluation" / suite / file)
+  if target.exists():
+    shutil.rmtree(target)
+  staging.rename(target)
+  return target
+
+
+def main(argv: list[str]) -> int:
+  parser = argparse.ArgumentParser(prog="python -m metatrain.ship", description=__doc__.split(
+      "\n")[0])
+  parser.add_argument("--optimizer", required=True, type=Path,
+                      help="the directory meta-training wrote (lopt.save)")
+  parser.add_argument("--name", required=True, help="its name in checkpoints/")
+  parser.add_argument("--evaluations", nargs="*", type=Path, default=[],
+                      help="workdirs of metatrain.evaluate, one per suite")
+  parser.add_argument("--device", required=True, help="where the evaluations ran, in words")
+  parser.add_argument("--overwrite", action="store_true", help="replace a shipped optimizer")
+  args = parser.parse_args(argv)
+  try:
+    target = ship(args.optimizer, args.name, args.evaluations, args.device,
+                  overwrite=args.overwrite)
+  except (FileExistsError, ValueError, lopt.CheckpointError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  print(f"shipped {target}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main(sys.argv[1:]))
