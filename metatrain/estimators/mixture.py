@@ -46,7 +46,8 @@ class MixtureEstimator:
     grad = jax.tree.map(lambda *gs: sum(c * g for c, g in zip(counts, gs)) / total, *grads)
     metrics = {
         "meta_loss": sum(c * m["meta_loss"] for c, m in zip(counts, member_metrics)) / total,
-        "diverged_fraction": 1.0 - sum(counts) / self.population,
+        "diverged_fraction": sum(member.population * m["diverged_fraction"] for member, m
+                                 in zip(self.members, member_metrics)) / self.population,
         "grad_variance": sum(c**2 * m["grad_variance"]
                              for c, m in zip(counts, member_metrics)) / total**2,
     }
