@@ -2,10 +2,11 @@
 
     python -m metatrain.ship --optimizer runs/width_mixture_mup/optimizer --name mulo-digits-mlp \
         --evaluations runs/eval/mulo-in-distribution runs/eval/mulo-horizon ... \
-        --device "2-core AMD EPYC CPU"
+        --device "2-core AMD EPYC CPU" --trained-on "2-core AMD EPYC CPU" --compute-note "…"
 
 Writes ``checkpoints/<name>/`` with ``lopt.save``: the optimizer's theta and its card, whose
-metadata gains ``evaluation``: for each suite (an evaluation workdir of ``metatrain.evaluate``),
+metadata gains ``compute`` (the meta-training's machine, seconds and hours, and a note) and
+``evaluation``: for each suite (an evaluation workdir of ``metatrain.evaluate``),
 the tasks where the learned optimizer beats tuned AdamW on final training loss, the median of its
 final training loss divided by AdamW's, and per task the learned and AdamW mean final losses. Each
 suite's ``report.md``, ``runs.csv`` and summary plots (not the per-task curves, to keep the
@@ -43,8 +44,8 @@ def suite_summary(results: dict[str, Any]) -> dict[str, Any]:
           "num_tasks": len(tasks), "tasks": tasks}
 
 
-def ship(optimizer: Path, name: str, evaluations: list[Path], device: str,
-         directory: Path | None = None, overwrite: bool = False) -> Path:
+def ship(optimizer: Path, name: str, evaluations: list[Path], device: str, trained_on: str,
+         compute_note: str = "", directory: Path | None = None, overwrite: bool = False) -> Path:
   """Writes ``directory/name`` (default ``checkpoints/<name>``) as the module docstring says;
   returns its path."""
   directory = shipped.CHECKPOINTS if directory is None else directory
@@ -62,6 +63,10 @@ def ship(optimizer: Path, name: str, evaluations: list[Path], device: str,
     raise ValueError(f"the evaluations use different numbers of seeds {sorted(seeds)}; a card "
                      "states one")
   metadata = dict(card.get("metadata", {}))
+  seconds = metadata.get("meta_training_seconds")
+  metadata["compute"] = {"device": trained_on, "meta_training_seconds": seconds,
+                         "device_hours": None if seconds is None else seconds / 3600,
+                         "note": compute_note}
   metadata["evaluation"] = {
       "command": f"python -m metatrain.evaluate --optimizer {name} --suite <suite>",
       "device": device, "reference": f"{REFERENCE} (learning rate x weight decay grid, warmup + "
@@ -91,11 +96,13 @@ def main(argv: list[str]) -> int:
   parser.add_argument("--evaluations", nargs="*", type=Path, default=[],
                       help="workdirs of metatrain.evaluate, one per suite")
   parser.add_argument("--device", required=True, help="where the evaluations ran, in words")
+  parser.add_argument("--trained-on", required=True, help="where meta-training ran, in words")
+  parser.add_argument("--compute-note", default="", help="anything else about the compute used")
   parser.add_argument("--overwrite", action="store_true", help="replace a shipped optimizer")
   args = parser.parse_args(argv)
   try:
-    target = ship(args.optimizer, args.name, args.evaluations, args.device,
-                  overwrite=args.overwrite)
+    target = ship(args.optimizer, args.name, args.evaluations, args.device, args.trained_on,
+                  args.compute_note, overwrite=args.overwrite)
   except (FileExistsError, ValueError, lopt.CheckpointError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

@@ -256,11 +256,13 @@ def test_ship_writes_the_optimizer_with_its_evaluation_on_the_card(saved_lo, tmp
                         str(workdir), "--no-progress"]) == 0
   shipped_dir = tmp_path / "checkpoints"
   arguments = ["--optimizer", str(saved_lo), "--name", "tiny-lo", "--evaluations", str(workdir),
-               "--device", "a test machine"]
+               "--device", "a test machine", "--trained-on", "another machine"]
   monkeypatch.setattr(ship.shipped, "CHECKPOINTS", shipped_dir)
   assert ship.main(arguments) == 0
   assert lopt.pretrained_names(shipped_dir) == ["tiny-lo"]
-  evaluation = lopt.read_card(shipped_dir / "tiny-lo")["metadata"]["evaluation"]
+  metadata = lopt.read_card(shipped_dir / "tiny-lo")["metadata"]
+  assert metadata["compute"]["device"] == "another machine"
+  evaluation = metadata["evaluation"]
   smoke = evaluation["suites"]["smoke"]
   expected = _fake_result(suites.build("smoke", (), on_cpu=True)[0][0], "adamw", None, None, None)
   assert smoke["tasks"]["mlp-digits"]["adamw_train_loss"] == pytest.approx(
