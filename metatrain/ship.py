@@ -6,11 +6,13 @@
 
 Writes ``checkpoints/<name>/`` with ``lopt.save``: the optimizer's theta and its card, whose
 metadata gains ``compute`` (the meta-training's machine, seconds and hours, and a note) and
-``evaluation``: for each suite (an evaluation workdir of ``metatrain.evaluate``),
-the tasks where the learned optimizer beats tuned AdamW on final training loss, the median of its
-final training loss divided by AdamW's, and per task the learned and AdamW mean final losses. Each
-suite's ``report.md``, ``runs.csv`` and summary plots (not the per-task curves, to keep the
-repository small) are copied to ``checkpoints/<name>/evaluation/<suite>/``. An existing folder of
+``evaluation``: for each suite (an evaluation workdir of ``metatrain.evaluate``), the tasks where
+the learned optimizer beats tuned AdamW on final training loss, the median of its final training
+loss divided by AdamW's, per task the learned and AdamW mean final losses, and the machine the
+suite ran on. Each suite's ``report.md``, ``runs.csv`` and summary plots (not the per-task curves,
+to keep the repository small) are copied to ``checkpoints/<name>/evaluation/<suite>/``. Shipping
+an optimizer of ``checkpoints/`` again (``--optimizer checkpoints/<name> --overwrite``) with new
+evaluations adds their suites to its card and keeps the others. An existing folder of
 that name is replaced only with ``--overwrite``; the new one is written beside it and moved into
 place when complete, so a failure leaves the shipped optimizer as it was.
 """
@@ -44,43 +46,49 @@ def suite_summary(results: dict[str, Any]) -> dict[str, Any]:
           "num_tasks": len(tasks), "tasks": tasks}
 
 
-def ship(optimizer: Path, name: str, evaluations: list[Path], device: str, trained_on: str,
-         compute_note: str = "", directory: Path | None = None, overwrite: bool = False) -> Path:
+def ship(optimizer: Path, name: str, evaluations: list[Path], device: str,
+         trained_on: str | None = None, compute_note: str = "", directory: Path | None = None,
+         overwrite: bool = False) -> Path:
   """Writes ``directory/name`` (default ``checkpoints/<name>``) as the module docstring says;
-  returns its path."""
+  returns its path. The suites and ``compute`` already on ``optimizer``'s card (and its
+  ``evaluation/`` reports) are kept unless given again."""
   directory = shipped.CHECKPOINTS if directory is None else directory
   target = directory / name
   if target.exists() and not overwrite:
     raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
   architecture, theta, card = lopt.load_meta_params(optimizer)
-  suites, seeds = {}, set()
+  metadata = dict(card.get("metadata", {}))
+  evaluation = dict(metadata.get("evaluation", {}))
+  summaries = dict(evaluation.get("suites", {}))
+  reports = {suite: optimizer / "evaluation" / suite for suite in summaries}
+  seeds = {evaluation["seeds"]} if summaries else set()
   for workdir in evaluations:
     results = json.loads((workdir / eval_report.RESULTS_FILE).read_text())
     settings = json.loads((workdir / CONFIG_FILE).read_text())
-    suites[settings["suite"]] = (workdir, suite_summary(results))
+    summaries[settings["suite"]] = {**suite_summary(results), "device": device}
+    reports[settings["suite"]] = workdir
     seeds.add(settings["seeds"])
   if len(seeds) > 1:
     raise ValueError(f"the evaluations use different numbers of seeds {sorted(seeds)}; a card "
                      "states one")
-  metadata = dict(card.get("metadata", {}))
-  seconds = metadata.get("meta_training_seconds")
-  metadata["compute"] = {"device": trained_on, "meta_training_seconds": seconds,
-                         "device_hours": None if seconds is None else seconds / 3600,
-                         "note": compute_note}
-  metadata["evaluation"] = {
-      "command": f"python -m metatrain.evaluate --optimizer {name} --suite <suite>",
-      "device": device, "reference": f"{REFERENCE} (learning rate x weight decay grid, warmup + "
-                                      "cosine)",
-      "seeds": seeds.pop() if seeds else None,
-      "suites": {suite: summary for suite, (_, summary) in sorted(suites.items())}}
+  if trained_on is not None:
+    seconds = metadata.get("meta_training_seconds")
+    metadata["compute"] = {"device": trained_on, "meta_training_seconds": seconds,
+                           "device_hours": None if seconds is None else seconds / 3600,
+                           "note": compute_note}
+  evaluation.update(
+      command=f"python -m metatrain.evaluate --optimizer {name} --suite <suite>",
+      reference=f"{REFERENCE} (learning rate x weight decay grid, warmup + cosine)",
+      seeds=seeds.pop() if seeds else None, suites=dict(sorted(summaries.items())))
+  metadata["evaluation"] = evaluation
   staging = directory / f".{name}.staging"
   shutil.rmtree(staging, ignore_errors=True)
   lopt.save(staging, architecture, theta, metadata)
-  for suite, (workdir, _) in suites.items():
+  for suite, source in reports.items():
     (staging / "evaluation" / suite).mkdir(parents=True)
     for file in REPORT_FILES:
-      if (workdir / file).is_file():
-        shutil.copy(workdir / file, staging / "evaluation" / suite / file)
+      if (source / file).is_file():
+        shutil.copy(source / file, staging / "evaluation" / suite / file)
   if target.exists():
     shutil.rmtree(target)
   staging.rename(target)
@@ -94,9 +102,11 @@ def main(argv: list[str]) -> int:
                       help="the directory meta-training wrote (lopt.save)")
   parser.add_argument("--name", required=True, help="its name in checkpoints/")
   parser.add_argument("--evaluations", nargs="*", type=Path, default=[],
-                      help="workdirs of metatrain.evaluate, one per suite")
-  parser.add_argument("--device", required=True, help="where the evaluations ran, in words")
-  parser.add_argument("--trained-on", required=True, help="where meta-training ran, in words")
+                      help="workdirs of metatrain.evaluate, one per suite (added to, or replacing, "
+                           "the suites already on the optimizer's card)")
+  parser.add_argument("--device", required=True, help="where these evaluations ran, in words")
+  parser.add_argument("--trained-on", help="where meta-training ran, in words (sets the card's "
+                      "compute; kept from the optimizer's card when not given)")
   parser.add_argument("--compute-note", default="", help="anything else about the compute used")
   parser.add_argument("--overwrite", action="store_true", help="replace a shipped optimizer")
   args = parser.parse_args(argv)

@@ -270,8 +270,21 @@ def test_ship_writes_the_optimizer_with_its_evaluation_on_the_card(saved_lo, tmp
   # The fake learned optimizer ties with AdamW (``_fake_result``): no win, normalised loss 1.
   assert smoke["beats_tuned_adamw_train_loss"] == 0 and smoke["num_tasks"] == 2
   assert smoke["median_normalised_train_loss"] == pytest.approx(1.0)
-  assert evaluation["seeds"] == 3 and evaluation["device"] == "a test machine"
+  assert evaluation["seeds"] == 3 and smoke["device"] == "a test machine"
   assert {p.name for p in (shipped_dir / "tiny-lo" / "evaluation" / "smoke").iterdir()} == {
       "report.md", "runs.csv", "vs_reference.png"}
   assert ship.main(arguments) == 2  # Shipped already: replaced only with --overwrite.
-  assert ship.main(arguments + ["--overwrite"]) == 0
+
+  # Shipping it again with another suite adds that suite and keeps the rest.
+  other = tmp_path / "eval-in-distribution"
+  assert evaluate.main(["--optimizer", str(saved_lo), "--suite", "in-distribution", "--workdir",
+                        str(other), "--no-progress"]) == 0
+  assert ship.main(["--optimizer", str(shipped_dir / "tiny-lo"), "--name", "tiny-lo",
+                    "--evaluations", str(other), "--device", "a CPU", "--overwrite"]) == 0
+  metadata = lopt.read_card(shipped_dir / "tiny-lo")["metadata"]
+  assert metadata["compute"]["device"] == "another machine"
+  assert metadata["evaluation"]["suites"]["smoke"] == smoke
+  assert metadata["evaluation"]["suites"]["in-distribution"]["device"] == "a CPU"
+  assert {p.name for p in (shipped_dir / "tiny-lo" / "evaluation").iterdir()} == {
+      "smoke", "in-distribution"}
+  assert (shipped_dir / "tiny-lo" / "evaluation" / "smoke" / "report.md").is_file()
