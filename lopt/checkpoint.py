@@ -51,9 +51,7 @@ def save(path: str | os.PathLike, lopt: LearnedOptimizer, theta: MetaParams,
   """
   path = Path(path).absolute()
   path.parent.mkdir(parents=True, exist_ok=True)
-  card = {"format_version": FORMAT_VERSION, "architecture": lopt.name,
-          "hyperparameters": registry.hyperparameters(lopt), "metadata": metadata or {}}
-  card_text = json.dumps(card, indent=2, sort_keys=True)  # Fails early on non-JSON metadata.
+  card_text = _card_text(lopt, metadata)  # Fails early on non-JSON metadata.
   staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
   try:
     with _checkpointer() as checkpointer:
@@ -65,6 +63,22 @@ def save(path: str | os.PathLike, lopt: LearnedOptimizer, theta: MetaParams,
   finally:
     shutil.rmtree(staging, ignore_errors=True)
   return path
+
+
+def _card_text(lopt: LearnedOptimizer, metadata: dict[str, Any] | None) -> str:
+  card = {"format_version": FORMAT_VERSION, "architecture": lopt.name,
+          "hyperparameters": registry.hyperparameters(lopt), "metadata": metadata or {}}
+  return json.dumps(card, indent=2, sort_keys=True)
+
+
+def replace_metadata(path: str | os.PathLike, metadata: dict[str, Any]) -> None:
+  """Replaces the metadata on the card of the optimizer saved at ``path`` (checked as ``load``
+  checks it); its meta-parameters are left as they are. The card is replaced atomically."""
+  lopt, _, _ = load_meta_params(path)
+  card_path = Path(path) / CARD_FILE
+  staging = card_path.with_name(f".{CARD_FILE}.tmp")
+  staging.write_text(_card_text(lopt, metadata))
+  staging.replace(card_path)
 
 
 def read_card(path: str | os.PathLike) -> dict[str, Any]:

@@ -4,8 +4,8 @@
         --evaluations runs/eval/mulo-in-distribution runs/eval/mulo-horizon ... \
         --device "2-core AMD EPYC CPU" --trained-on "2-core AMD EPYC CPU" --compute-note "…"
 
-Writes ``checkpoints/<name>/`` with ``lopt.save``: the optimizer's theta and its card, whose
-metadata gains ``compute`` (the meta-training's machine, seconds and hours, and a note) and
+Writes ``checkpoints/<name>/``: the optimizer's files as meta-training saved them (its theta byte
+for byte) with its card's metadata extended (``replace_metadata``): it gains ``compute`` (the meta-training's machine, seconds and hours, and a note) and
 ``evaluation``: for each suite (an evaluation workdir of ``metatrain.evaluate``), the tasks where
 the learned optimizer beats tuned AdamW on final training loss, the median of its final training
 loss divided by AdamW's, per task the learned and AdamW mean final losses, and the machine the
@@ -26,6 +26,7 @@ from typing import Any
 
 import lopt
 from lopt import shipped
+from lopt.checkpoint import replace_metadata
 from metatrain import eval_report
 from metatrain.evaluate import CONFIG_FILE, LEARNED, REFERENCE
 
@@ -56,11 +57,11 @@ def ship(optimizer: Path, name: str, evaluations: list[Path], device: str,
   target = directory / name
   if target.exists() and not overwrite:
     raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
-  architecture, theta, card = lopt.load_meta_params(optimizer)
+  card = lopt.load_meta_params(optimizer)[2]  # Checks that the optimizer loads.
   metadata = dict(card.get("metadata", {}))
   evaluation = dict(metadata.get("evaluation", {}))
   summaries = dict(evaluation.get("suites", {}))
-  reports = {suite: optimizer / "evaluation" / suite for suite in summaries}
+  reports = {}
   seeds = {evaluation["seeds"]} if summaries else set()
   for workdir in evaluations:
     results = json.loads((workdir / eval_report.RESULTS_FILE).read_text())
@@ -83,8 +84,12 @@ def ship(optimizer: Path, name: str, evaluations: list[Path], device: str,
   metadata["evaluation"] = evaluation
   staging = directory / f".{name}.staging"
   shutil.rmtree(staging, ignore_errors=True)
-  lopt.save(staging, architecture, theta, metadata)
+  # The optimizer's files as they are (theta byte for byte, earlier reports), then the new card
+  # and reports.
+  shutil.copytree(optimizer, staging)
+  replace_metadata(staging, metadata)
   for suite, source in reports.items():
+    shutil.rmtree(staging / "evaluation" / suite, ignore_errors=True)
     (staging / "evaluation" / suite).mkdir(parents=True)
     for file in REPORT_FILES:
       if (source / file).is_file():

@@ -260,6 +260,9 @@ def test_ship_writes_the_optimizer_with_its_evaluation_on_the_card(saved_lo, tmp
   monkeypatch.setattr(ship.shipped, "CHECKPOINTS", shipped_dir)
   assert ship.main(arguments) == 0
   assert lopt.pretrained_names(shipped_dir) == ["tiny-lo"]
+  theta_files = lambda root: {p.relative_to(root): p.read_bytes()
+                              for p in (root / "theta").rglob("*") if p.is_file()}
+  assert theta_files(shipped_dir / "tiny-lo") == theta_files(saved_lo)  # Copied, not re-saved.
   metadata = lopt.read_card(shipped_dir / "tiny-lo")["metadata"]
   assert metadata["compute"]["device"] == "another machine"
   evaluation = metadata["evaluation"]
