@@ -19,10 +19,11 @@ whose mean over a whole training is about 1. ``p = 0`` scores the mean loss over
 step alike); ``p > 0`` scores the late steps more, closer to the final loss that evaluation and
 users judge an optimizer by. The mean loss rewards fast early progress only: an optimizer
 meta-trained on it has no reason to anneal its steps, and one that does not anneal keeps its
-largest steps at the end of a training and past the horizons it was meta-trained on. An unroll whose losses or
-parameters are not finite has *diverged*: estimators drop it from their estimate, count it, and have
-it restarted (it is marked finished, so ``reset_finished`` replaces it by a fresh task before the
-next unroll).
+largest steps at the end of a training and past the horizons it was meta-trained on.
+
+An unroll whose losses or parameters are not finite has *diverged*: estimators drop it from their
+estimate, count it, and have it restarted (it is marked finished, so ``reset_finished`` replaces it
+by a fresh task before the next unroll).
 
 Every inner training draws its horizon ``T`` uniformly from the multiples of ``unroll_length`` in
 ``[min_horizon, horizon]`` (fixed at ``horizon`` when ``min_horizon`` is ``None``), and the learned

@@ -5,8 +5,8 @@
         --device "2-core AMD EPYC CPU" --trained-on "2-core AMD EPYC CPU" --compute-note "…"
 
 Writes ``checkpoints/<name>/``: the optimizer's files as meta-training saved them (its theta byte
-for byte) with its card's metadata extended (``replace_metadata``): it gains ``compute`` (the meta-training's machine, seconds and hours, and a note) and
-``evaluation``: for each suite (an evaluation workdir of ``metatrain.evaluate``), the tasks where
+for byte) with its card's metadata extended (``replace_metadata``). The metadata gains ``compute``
+(the meta-training's machine, seconds and hours, and a note) and ``evaluation``: for each suite (an evaluation workdir of ``metatrain.evaluate``), the tasks where
 the learned optimizer beats tuned AdamW on final training loss, the median of its final training
 loss divided by AdamW's, per task the learned and AdamW mean final losses, and the machine the
 suite ran on. Each suite's ``report.md``, ``runs.csv`` and summary plots (not the per-task curves,
@@ -84,19 +84,22 @@ def ship(optimizer: Path, name: str, evaluations: list[Path], device: str,
   metadata["evaluation"] = evaluation
   staging = directory / f".{name}.staging"
   shutil.rmtree(staging, ignore_errors=True)
-  # The optimizer's files as they are (theta byte for byte, earlier reports), then the new card
-  # and reports.
-  shutil.copytree(optimizer, staging)
-  replace_metadata(staging, metadata)
-  for suite, source in reports.items():
-    shutil.rmtree(staging / "evaluation" / suite, ignore_errors=True)
-    (staging / "evaluation" / suite).mkdir(parents=True)
-    for file in REPORT_FILES:
-      if (source / file).is_file():
-        shutil.copy(source / file, staging / "evaluation" / suite / file)
-  if target.exists():
-    shutil.rmtree(target)
-  staging.rename(target)
+  try:
+    # The optimizer's files as they are (theta byte for byte, earlier reports), then the new card
+    # and reports.
+    shutil.copytree(optimizer, staging)
+    replace_metadata(staging, metadata)
+    for suite, source in reports.items():
+      shutil.rmtree(staging / "evaluation" / suite, ignore_errors=True)
+      (staging / "evaluation" / suite).mkdir(parents=True)
+      for file in REPORT_FILES:
+        if (source / file).is_file():
+          shutil.copy(source / file, staging / "evaluation" / suite / file)
+    if target.exists():
+      shutil.rmtree(target)
+    staging.rename(target)
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)  # Nothing half-written is left behind.
   return target
 
 
