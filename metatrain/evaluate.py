@@ -13,7 +13,9 @@ optimizer on one task of a suite (``metatrain.suites``): the learned optimizer i
 (``eval_keys``: same task draws, initialisations and batches). ``run`` evaluates every (task,
 optimizer) pair of a suite into a workdir, writing each pair's result atomically as JSON so that a
 killed evaluation started again with the same settings skips the finished pairs, then writes the
-report (``metatrain.eval_report``). ``main`` is the command line.
+report (``metatrain.eval_report``). ``skip_tasks`` leaves some of the suite's tasks out of one
+evaluation (a 25x horizon on a CPU, say); started again without them, it adds them to the same
+workdir. ``main`` is the command line.
 
 A tuned baseline does not depend on the learned optimizer, so evaluations of several learned
 optimizers on the same tasks can share them: with ``baseline_cache`` set to a directory, each tuned
@@ -165,6 +167,9 @@ def default_config() -> ConfigDict:
   config.schedule = "warmup_cosine"
   # A directory where tuned baselines are kept for other evaluations on the same tasks ("": none).
   config.baseline_cache = ""
+  # Names of the suite's tasks to leave out this time (listed in the report with the reason); the
+  # workdir keeps the other tasks' runs, so that a later evaluation without them adds them.
+  config.skip_tasks = ()
   return config
 
 
@@ -292,11 +297,13 @@ def _write_json(path: Path, value: Any) -> None:
 
 
 def prepare_workdir(workdir: Path, record: dict[str, Any], overwrite: bool) -> None:
-  """Creates ``workdir`` for the evaluation ``record`` or checks that it holds this evaluation."""
+  """Creates ``workdir`` for the evaluation ``record`` or checks that it holds this evaluation
+  (which tasks are skipped this time does not matter; see ``default_config``)."""
   record_path = workdir / CONFIG_FILE
   if record_path.exists():
     held = json.loads(record_path.read_text())
-    differing = sorted(k for k in held.keys() | record.keys() if held.get(k) != record.get(k))
+    differing = sorted(k for k in held.keys() | record.keys()
+                       if k != "skip_tasks" and held.get(k) != record.get(k))
     if differing and not overwrite:
       raise ConfigError(f"the workdir '{workdir}' holds an evaluation with other settings (differs "
                         f"in {differing}); pass --overwrite to start it again or choose another "
@@ -321,6 +328,7 @@ def run(config: ConfigDict, workdir: str | Path, overwrite: bool = False,
   optimizers = (LEARNED, *config.baselines)
   record = suites.json_ready({**config.to_dict(), "optimizer_card": card,
                               "tasks": [spec.as_json() for spec in specs]})
+  specs, skipped = _skip(specs, skipped, config.skip_tasks)
   workdir = Path(workdir)
   prepare_workdir(workdir, record, overwrite)
 
@@ -338,6 +346,18 @@ def run(config: ConfigDict, workdir: str | Path, overwrite: bool = False,
         bar.update()
   grids = {name: grid_points(config, name) for name in config.baselines}
   return eval_report.write(workdir, record, specs, skipped, results, grids, LEARNED, REFERENCE)
+
+
+def _skip(specs: list[suites.TaskSpec], skipped: list[suites.Skipped], names: tuple[str, ...]
+          ) -> tuple[list[suites.TaskSpec], list[suites.Skipped]]:
+  """``specs`` without the tasks ``names``, which join ``skipped``; an unknown name is an error."""
+  unknown = sorted(set(names) - {spec.name for spec in specs})
+  if unknown:
+    raise ConfigError(f"config.skip_tasks names task(s) {unknown} that this suite does not run; "
+                      f"valid choices: {[spec.name for spec in specs]}")
+  reason = "left out of this evaluation (config.skip_tasks)"
+  return ([spec for spec in specs if spec.name not in names],
+          skipped + [suites.Skipped(spec.name, reason) for spec in specs if spec.name in names])
 
 
 def _default_workdir(optimizer: str, suite: str) -> Path:
@@ -361,6 +381,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
                                         "runs/eval/<optimizer>-<suite>)")
   parser.add_argument("--baseline-cache", help="a directory where tuned baselines are kept and "
                       "reused by evaluations of other optimizers on the same tasks")
+  parser.add_argument("--skip-tasks", help="comma-separated names of the suite's tasks to leave "
+                      "out this time (e.g. a 25x horizon on a CPU)")
   parser.add_argument("--overwrite", action="store_true",
                       help="start again in a workdir that holds an evaluation with other settings")
   parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -375,6 +397,8 @@ def main(argv: list[str]) -> int:
     for key in ("optimizer", "suite", "seeds", "steps_multiplier", "baseline_cache"):
       if getattr(args, key) is not None:
         config[key] = getattr(args, key)
+    if args.skip_tasks is not None:
+      config.skip_tasks = tuple(name for name in args.skip_tasks.split(",") if name)
     if not config.optimizer:
       raise ConfigError("no optimizer to evaluate: pass --optimizer <directory or shipped name>")
     workdir = args.workdir or _default_workdir(config.optimizer, config.suite)

@@ -88,6 +88,31 @@ def test_a_rerun_computes_only_missing_results(saved_lo, tmp_path, monkeypatch):
   assert calls == [("quadratic", "lion")]
 
 
+def test_skipped_tasks_are_reported_and_a_later_run_adds_them_to_the_same_workdir(
+    saved_lo, tmp_path, monkeypatch, capsys):
+  calls = []
+  monkeypatch.setattr(evaluate, "evaluate_task",
+                      lambda spec, optimizer, *args: calls.append((spec.name, optimizer))
+                      or _fake_result(spec, optimizer, *args))
+  command = ["--optimizer", str(saved_lo), "--suite", "smoke", "--workdir", str(tmp_path),
+             "--no-progress"]
+  assert evaluate.main(command + ["--skip-tasks", "quadratic"]) == 0
+  assert {task for task, _ in calls} == {"mlp-digits"}
+  results = json.loads((tmp_path / "results.json").read_text())
+  assert set(results["tasks"]) == {"mlp-digits"}
+  assert results["skipped"] == [{"task": "quadratic",
+                                 "reason": "left out of this evaluation (config.skip_tasks)"}]
+  calls.clear()
+  assert evaluate.main(command) == 0  # Same workdir, no --overwrite: only the skipped task runs.
+  assert {task for task, _ in calls} == {"quadratic"} and len(calls) == 5
+  assert set(json.loads((tmp_path / "results.json").read_text())["tasks"]) == {
+      "mlp-digits", "quadratic"}
+  capsys.readouterr()
+  assert evaluate.main(command + ["--skip-tasks", "quadratic,cubic"]) == 2
+  err = capsys.readouterr().err
+  assert "['cubic']" in err and "valid choices: ['mlp-digits', 'quadratic']" in err
+
+
 def test_a_baseline_cache_shares_tuned_baselines_between_evaluations_of_other_optimizers(
     saved_lo, tmp_path, monkeypatch):
   calls = []
