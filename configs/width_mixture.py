@@ -31,7 +31,7 @@ def get_config(parametrization: str = "mup") -> ConfigDict:
           label_noise=0.05, input_scale=2.0))
       for width in WIDTHS})))
   config.lopt = ConfigDict(dict(name=VARIANTS[parametrization], hidden_size=32,
-                                num_hidden_layers=2))
+                                num_hidden_layers=2, step_scales=()))
   config.estimator = ConfigDict(dict(name="pes", population=24, unroll_length=20, horizon=400,
                                      min_horizon=100, sigma=0.01, loss_clip=10.0,
                                      meta_loss="train", normalization="relative",

@@ -23,7 +23,8 @@ each scalar parameter are
      m_1 / sqrt(v_D)..m_K / sqrt(v_D)]
 
 (``v_D`` belongs to the last decay, by default Adam's 0.999), each RMS-normalised over the tensor and
-followed by the training-progress features ``tanh(s * min(t / T, 1))`` (``lopt.features``). The MLP
+followed by the training-progress features ``tanh(s * min(t / T, 1))`` and ``tanh(t / tau)``
+(``lopt.features``). The MLP
 shared by all parameters and the update ``u = step_mult * d * exp(exp_mult * a)`` are those of
 ``lopt.per_param_mlp``; at initialisation ``d`` is the factored momentum-Adam direction
 ``-m_1 / sqrt(v_D)`` (normalised) plus a small random function of the features. As in
@@ -71,6 +72,7 @@ class AdafacMLPLOpt(PerParameterNetwork):
   momentum_decays: tuple[float, ...] = (0.9, 0.99)
   second_moment_decays: tuple[float, ...] = (0.9, 0.99, 0.999)
   time_scales: tuple[float, ...] = (1.0, 3.0, 10.0, 30.0)
+  step_scales: tuple[float, ...] = ()
   step_mult: float = 1e-3
   exp_mult: float = 0.1
   mlp_dtype: str = "float32"
@@ -87,7 +89,7 @@ class AdafacMLPLOpt(PerParameterNetwork):
   @property
   def num_features(self) -> int:
     return (num_moment_features(len(self.momentum_decays), len(self.second_moment_decays))
-            + len(self.time_scales))
+            + len(self.time_scales) + len(self.step_scales))
 
   @property
   def _adam_feature_index(self) -> int:
@@ -105,7 +107,8 @@ class AdafacMLPLOpt(PerParameterNetwork):
 
   def update(self, theta, opt_state: AdafacMLPLOptState, grads, params, loss=None):
     del loss  # This architecture does not read the loss.
-    time = time_features(opt_state.step, opt_state.num_steps, self.time_scales)
+    time = time_features(opt_state.step, opt_state.num_steps, self.time_scales,
+                         self.step_scales)
 
     def accumulate_leaf(p, g, m, moments):
       g32 = g.astype(jnp.float32)

@@ -9,9 +9,12 @@ root-mean-square over the tensor,
 which makes the rule invariant to the scale of a tensor's gradients. Training-progress features
 
     tanh(s * min(t / T, 1))          for s in the time scales
+    tanh(t / tau)                    for tau in the step scales
 
 (``t`` the step, ``T`` the planned number of steps) are appended unnormalised; ``t / T`` is clipped
-to 1, so steps past ``T`` are read as the last step.
+to 1, so steps past ``T`` are read as the last step. The first tell the optimizer where it is in a
+planned training (what annealing needs); the second, optional, how many steps it has taken (what a
+transient such as a warmup, or the growth of the weights, depends on), whatever the planned length.
 """
 
 from collections.abc import Sequence
@@ -44,10 +47,14 @@ def normalised_stack(features: Sequence[jax.Array], mean_square: jax.Array,
                    + [jnp.broadcast_to(c, shape) for c in columns], axis=-1)
 
 
-def time_features(step: jax.Array, num_steps: jax.Array, scales: Sequence[float]) -> jax.Array:
-  """``tanh(s * min(step / num_steps, 1))`` for each ``s`` in ``scales``; shape ``(len(scales),)``."""
+def time_features(step: jax.Array, num_steps: jax.Array, scales: Sequence[float],
+                  step_scales: Sequence[float] = ()) -> jax.Array:
+  """``tanh(s * min(step / num_steps, 1))`` for each ``s`` in ``scales``, then ``tanh(step / tau)``
+  for each ``tau`` in ``step_scales``; shape ``(len(scales) + len(step_scales),)``."""
   progress = jnp.minimum(step / num_steps, 1.0)
-  return jnp.tanh(jnp.asarray(scales, jnp.float32) * progress)
+  fractions = jnp.tanh(jnp.asarray(scales, jnp.float32) * progress)
+  steps = jnp.tanh(step / jnp.asarray(step_scales, jnp.float32))
+  return jnp.concatenate([fractions, steps])
 
 
 def mlp_inputs(features: Sequence[jax.Array], time: jax.Array) -> jax.Array:

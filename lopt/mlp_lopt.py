@@ -12,8 +12,9 @@ and builds, for every scalar parameter, the features
 each divided by its root-mean-square over the tensor (so the rule does not depend on the scale of a
 tensor's gradients), followed by training-progress features ``tanh(s * t / T)`` for ``s`` in
 ``time_scales`` (``t`` the step, ``T`` the planned number of steps, ``t / T`` clipped to 1: steps past
-``T`` are treated as the last step; ``lopt.features``). A small MLP, shared by all parameters, maps
-the features to a direction ``d`` and a log-magnitude ``a``; the update is
+``T`` are treated as the last step), and ``tanh(t / tau)`` for ``tau`` in ``step_scales`` (none by
+default; ``lopt.features``). A small MLP, shared by all parameters, maps the features to a
+direction ``d`` and a log-magnitude ``a``; the update is
 
     u = step_mult * d * exp(exp_mult * a).
 
@@ -58,6 +59,9 @@ class PerParameterNetwork:
 
   def _check_network(self) -> None:
     per_param_mlp.check_size(type(self).__name__, self.hidden_size, self.num_hidden_layers)
+    if any(tau <= 0 for tau in self.step_scales):
+      raise ValueError(f"{type(self).__name__}: step_scales must be positive numbers of steps, got "
+                       f"{self.step_scales}")
     self._network()  # Checks mlp_kernel and mlp_dtype.
 
   @property
@@ -84,6 +88,7 @@ class MLPLOpt(PerParameterNetwork):
   momentum_decays: tuple[float, ...] = (0.9, 0.99, 0.999)
   second_moment_decay: float = 0.999
   time_scales: tuple[float, ...] = (1.0, 3.0, 10.0, 30.0)
+  step_scales: tuple[float, ...] = ()
   step_mult: float = 1e-3
   exp_mult: float = 0.1
   mlp_dtype: str = "float32"
@@ -98,7 +103,8 @@ class MLPLOpt(PerParameterNetwork):
 
   @property
   def num_features(self) -> int:
-    return num_moment_features(len(self.momentum_decays), 1) + len(self.time_scales)
+    return (num_moment_features(len(self.momentum_decays), 1) + len(self.time_scales)
+            + len(self.step_scales))
 
   @property
   def _adam_feature_index(self) -> int:
@@ -117,7 +123,8 @@ class MLPLOpt(PerParameterNetwork):
   def update(self, theta, opt_state: MLPLOptState, grads, params, loss=None):
     del loss  # This architecture does not read the loss.
     beta_v = self.second_moment_decay
-    time = time_features(opt_state.step, opt_state.num_steps, self.time_scales)
+    time = time_features(opt_state.step, opt_state.num_steps, self.time_scales,
+                         self.step_scales)
 
     def accumulate_leaf(p, g, m, v):
       g32 = g.astype(jnp.float32)

@@ -29,9 +29,10 @@ def test_a_shipped_optimizer_trains_a_model_in_a_plain_optax_loop(name):
 def test_a_card_evaluation_number_is_reproduced(name):
   """Re-runs the learned optimizer on one in-distribution task with the card's seeds.
 
-  The cards were evaluated on a GPU: 400 training steps amplify the different float summation
-  order of a CPU into 10-15% differences of the mean final loss of 3 seeds (whose seed-to-seed
-  spread is about 35%), hence the loose tolerance; an untrained theta is several times worse."""
+  Some cards were evaluated on a GPU (the suite's ``device`` says which): hundreds of training
+  steps amplify the different float summation order of a CPU into 10-15% differences of the mean
+  final loss of 3 seeds (whose seed-to-seed spread is about 35%), hence the loose tolerance; an
+  untrained theta is several times worse."""
   card = lopt.read_card(lopt.shipped.CHECKPOINTS / name)
   evaluation = card["metadata"]["evaluation"]
   spec = next(s for s in suites.meta_training_tasks(card) if s.name == "mlp_w32")

@@ -96,6 +96,25 @@ def test_save_then_load_gives_the_same_updates(tmp_path):
   jax.tree.map(np.testing.assert_array_equal, got, expected)
 
 
+@pytest.mark.parametrize("architecture", ["mlp", "adafac_mlp", "mu_mlp"])
+def test_step_scale_features_count_steps_whatever_the_planned_length(architecture, tmp_path):
+  step, step_scales = jnp.int32(30), (10.0, 100.0)
+  short, long = (lopt.features.time_features(step, n, (1.0, 3.0), step_scales) for n in (60, 600))
+  np.testing.assert_allclose(short[2:], np.tanh([3.0, 0.3]), rtol=1e-6)
+  np.testing.assert_array_equal(short[2:], long[2:])
+  np.testing.assert_allclose(short[:2], np.tanh([0.5, 1.5]), rtol=1e-6)  # Fractions of training.
+  assert not np.allclose(short[:2], long[:2])
+
+  lo = lopt.make(architecture, hidden_size=8, step_scales=step_scales)
+  assert lo.num_features == lopt.make(architecture, hidden_size=8).num_features + 2
+  lopt.save(tmp_path / "lo", lo, lo.init_meta_params(jax.random.PRNGKey(0)), {"num_steps": 50})
+  assert lopt.load_meta_params(tmp_path / "lo")[0] == lo
+  losses = _train(_digits_task(), lopt.load(tmp_path / "lo", 150), 150)
+  assert losses[-10:].mean() < 0.5 * losses[:5].mean()
+  with pytest.raises(ValueError, match="step_scales must be positive"):
+    lopt.make(architecture, step_scales=(0.0,))
+
+
 @pytest.fixture
 def saved(tmp_path):
   lo = lopt.MLPLOpt(hidden_size=8)
