@@ -24,16 +24,17 @@ each scalar parameter are
 
 (``v_D`` belongs to the last decay, by default Adam's 0.999), each RMS-normalised over the tensor and
 followed by the training-progress features ``tanh(s * min(t / T, 1))`` and ``tanh(t / tau)``
-(``lopt.features``). The MLP
-shared by all parameters and the update ``u = step_mult * d * exp(exp_mult * a)`` are those of
-``lopt.per_param_mlp``; at initialisation ``d`` is the factored momentum-Adam direction
-``-m_1 / sqrt(v_D)`` (normalised) plus a small random function of the features. As in
+(``lopt.features``). The MLP shared by all parameters and the update
+``u = step_mult * d * exp(exp_mult * a)`` are those of ``lopt.per_param_mlp``; at initialisation
+``d`` is the factored momentum-Adam direction ``-m_1 / sqrt(v_D)`` (normalised) plus a small
+random function of the features. As in
 ``MLPLOpt``, the MLP runs once over all tensors' rows (``mlp_dtype``, ``mlp_kernel``).
 
 Memory: an ``r x c`` matrix keeps ``K r c + D (r + c)`` float32 numbers; with the default two momenta
 that is Adam's ``2 r c`` plus a vanishing ``D (r + c)``, half of ``MLPLOpt``'s ``4 r c``. Unlike
 learned_optimization's ``AdafacMLPLOpt``, this one keeps no full-size second moment for matrices, its
-decays are fixed rather than meta-learned, and its time features read the training fraction ``t / T``.
+decays are fixed rather than meta-learned, and its time features read the training fraction ``t / T``
+(and, with ``step_scales``, the step count).
 """
 
 import dataclasses

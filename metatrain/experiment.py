@@ -125,7 +125,8 @@ def run(config: ConfigDict, workdir: str, resume: bool = False, overwrite: bool 
           f"`{config.task.name}` tasks ({', '.join(evaluations)}).\n\n"
           f"Meta-loss ({est.meta_loss} loss over an unroll, normalisation `{est.normalization}`, "
           f"loss weight power {est.loss_weight_power:g}, mean over the population): {first:.4f} "
-          f"over the first tenth of meta-training, {last:.4f} over the last tenth.\n\n![meta-training](meta_training.png)\n")
+          f"over the first tenth of meta-training, {last:.4f} over the last tenth.\n\n"
+          "![meta-training](meta_training.png)\n")
   for member, evaluation in evaluations.items():
     grid = " | ".join(f"{lr:g}: {loss:.4f}" for lr, loss in
                       zip(evaluation["adam_grid"]["learning_rates"],

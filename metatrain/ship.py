@@ -6,15 +6,16 @@
 
 Writes ``checkpoints/<name>/``: the optimizer's files as meta-training saved them (its theta byte
 for byte) with its card's metadata extended (``replace_metadata``). The metadata gains ``compute``
-(the meta-training's machine, seconds and hours, and a note) and ``evaluation``: for each suite (an evaluation workdir of ``metatrain.evaluate``), the tasks where
-the learned optimizer beats tuned AdamW on final training loss, the median of its final training
-loss divided by AdamW's, per task the learned and AdamW mean final losses, and the machine the
-suite ran on. Each suite's ``report.md``, ``runs.csv`` and summary plots (not the per-task curves,
-to keep the repository small) are copied to ``checkpoints/<name>/evaluation/<suite>/``. Shipping
-an optimizer of ``checkpoints/`` again (``--optimizer checkpoints/<name> --overwrite``) with new
-evaluations adds their suites to its card and keeps the others. An existing folder of
-that name is replaced only with ``--overwrite``; the new one is written beside it and moved into
-place when complete, so a failure leaves the shipped optimizer as it was.
+(the meta-training's machine, seconds and hours, and a note) and ``evaluation``: for each suite (an
+evaluation workdir of ``metatrain.evaluate``), the tasks where the learned optimizer beats tuned
+AdamW on final training loss, the median of its final training loss divided by AdamW's, per task the
+learned and AdamW mean final losses, and the machine the suite ran on. Each suite's ``report.md``,
+``runs.csv`` and summary plots (not the per-task curves, to keep the repository small) are copied to
+``checkpoints/<name>/evaluation/<suite>/``. Shipping an optimizer of ``checkpoints/`` again
+(``--optimizer checkpoints/<name> --overwrite``) with new evaluations adds their suites to its card
+and keeps the others. An existing folder of that name is replaced only with ``--overwrite``; the new
+one is written beside it and moved into place when complete, so a failure leaves the shipped
+optimizer as it was.
 """
 
 import argparse

@@ -71,11 +71,17 @@ def _fake_result(spec, optimizer, config, lo_path, keys):
   return result
 
 
-def test_a_rerun_computes_only_missing_results(saved_lo, tmp_path, monkeypatch):
-  calls = []
+@pytest.fixture
+def calls(monkeypatch):
+  """``evaluate_task`` replaced by ``_fake_result``; the list of its (task, optimizer) calls."""
+  made = []
   monkeypatch.setattr(evaluate, "evaluate_task",
-                      lambda spec, optimizer, *args: calls.append((spec.name, optimizer))
+                      lambda spec, optimizer, *args: made.append((spec.name, optimizer))
                       or _fake_result(spec, optimizer, *args))
+  return made
+
+
+def test_a_rerun_computes_only_missing_results(saved_lo, tmp_path, calls):
   command = ["--optimizer", str(saved_lo), "--suite", "smoke", "--workdir", str(tmp_path),
              "--no-progress"]
   assert evaluate.main(command) == 0
@@ -89,11 +95,7 @@ def test_a_rerun_computes_only_missing_results(saved_lo, tmp_path, monkeypatch):
 
 
 def test_skipped_tasks_are_reported_and_a_later_run_adds_them_to_the_same_workdir(
-    saved_lo, tmp_path, monkeypatch, capsys):
-  calls = []
-  monkeypatch.setattr(evaluate, "evaluate_task",
-                      lambda spec, optimizer, *args: calls.append((spec.name, optimizer))
-                      or _fake_result(spec, optimizer, *args))
+    saved_lo, tmp_path, calls, capsys):
   command = ["--optimizer", str(saved_lo), "--suite", "smoke", "--workdir", str(tmp_path),
              "--no-progress"]
   assert evaluate.main(command + ["--skip-tasks", "quadratic"]) == 0
@@ -114,11 +116,7 @@ def test_skipped_tasks_are_reported_and_a_later_run_adds_them_to_the_same_workdi
 
 
 def test_a_baseline_cache_shares_tuned_baselines_between_evaluations_of_other_optimizers(
-    saved_lo, tmp_path, monkeypatch):
-  calls = []
-  monkeypatch.setattr(evaluate, "evaluate_task",
-                      lambda spec, optimizer, *args: calls.append((spec.name, optimizer))
-                      or _fake_result(spec, optimizer, *args))
+    saved_lo, tmp_path, calls):
   other_lo = tmp_path / "other_lo"
   lo = lopt.AdafacMLPLOpt()
   lopt.save(other_lo, lo, lo.init_meta_params(jax.random.PRNGKey(1)), {"num_steps": 20})
