@@ -13,8 +13,8 @@ SHIPPED = lopt.pretrained_names()
 
 
 def test_the_mulo_and_the_splo_ship():
-  assert {"mulo-digits-mlp", "splo-digits-mlp", "mulo-digits-mlp-h2000",
-          "splo-digits-mlp-h2000"} <= set(SHIPPED)
+  assert {"mulo-digits-mlp", "splo-digits-mlp", "mulo-digits-mlp-h2000", "splo-digits-mlp-h2000",
+          "mulo-digits-mlp-h2000-late", "splo-digits-mlp-h2000-late"} <= set(SHIPPED)
 
 
 @pytest.mark.parametrize("name", SHIPPED)
