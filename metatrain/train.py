@@ -62,15 +62,45 @@ def state_shardings(estimator, abstract_state: dict[str, Any], mesh) -> dict[str
   return shardings
 
 
+def _shapes(tree: Any) -> dict[str, tuple[int, ...]]:
+  """The shape of every array leaf of ``tree``, keyed by its path as stored.
+
+  A checkpoint stores tuples as lists and dataclasses as dicts, so a path is written the same for
+  all of them: ``estimator_state/0/horizon``.
+  """
+  def name(key):
+    return str(next(getattr(key, field) for field in ("key", "idx", "name") if hasattr(key, field)))
+
+  return {"/".join(map(name, path)): tuple(leaf.shape)
+          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+
 def _restore(manager: ocp.CheckpointManager, like: dict[str, Any]) -> dict[str, Any]:
-  """Restores the latest checkpoint into the structure of ``like``, or says why it cannot."""
+  """Restores the latest checkpoint into the structure of ``like``, or says why it cannot.
+
+  The stored shapes are compared with ``like``'s first, so that a checkpoint of another config is
+  refused before orbax starts reading it.
+  """
   step = manager.latest_step()
+  refusal = (f"cannot resume from the checkpoint of step {step} in {manager.directory}: "
+             "it does not fit this config or is damaged")
+  advice = "pass --overwrite to start the run again"
+  try:
+    stored = _shapes(manager.item_metadata(step))
+  except Exception as e:  # orbax raises many types for a damaged checkpoint.
+    raise ConfigError(f"{refusal} ({type(e).__name__}: {str(e)[:300]}); {advice}") from None
+  wanted = _shapes(like)
+  differences = [f"{path}: stored {stored.get(path, 'nothing')}, this config {shape}"
+                 for path, shape in wanted.items() if stored.get(path) != shape]
+  differences += [f"{path}: stored {stored[path]}, this config nothing"
+                  for path in stored.keys() - wanted.keys()]
+  if differences:
+    raise ConfigError(f"{refusal} ({len(differences)} arrays differ, e.g. "
+                      f"{'; '.join(sorted(differences)[:3])}); {advice}")
   try:
     return manager.restore(step, args=ocp.args.StandardRestore(like))
-  except Exception as e:  # orbax raises many types for a damaged or mismatched checkpoint.
-    raise ConfigError(f"cannot resume from the checkpoint of step {step} in {manager.directory}: "
-                      f"it does not fit this config or is damaged ({type(e).__name__}: "
-                      f"{str(e)[:300]}); pass --overwrite to start the run again") from None
+  except Exception as e:  # orbax raises many types for a damaged checkpoint.
+    raise ConfigError(f"{refusal} ({type(e).__name__}: {str(e)[:300]}); {advice}") from None
 
 
 def meta_train(config: ConfigDict, run_dir: Path, show_progress: bool = True) -> dict[str, Any]:
@@ -92,7 +122,8 @@ def meta_train(config: ConfigDict, run_dir: Path, show_progress: bool = True) ->
   loop_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
 
   manager = ocp.CheckpointManager(run_dir.absolute() / CHECKPOINT_DIR,
-                                  options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
+                                  options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True),
+                                  item_handlers=ocp.StandardCheckpointHandler())
   seconds = 0.0
   if manager.latest_step() is not None:
     restored = _restore(manager, {**state, "seconds": np.zeros((), np.float32)})

@@ -24,9 +24,9 @@ evaluated (``test``) on; ``TextData.arrays()`` holds their tokens on device.
 """
 
 import ast
-import concurrent.futures
 import dataclasses
 import functools
+import gc
 import sysconfig
 from pathlib import Path
 
@@ -61,8 +61,26 @@ def _docstrings(source: str) -> list[str]:
     for child in ast.iter_child_nodes(node):
       visit(child)
 
-  visit(ast.parse(source))
+  visit(_parse(source))
   return found
+
+
+def _parse(source: str) -> ast.Module:
+  """``ast.parse`` with the cyclic garbage collector paused.
+
+  CPython 3.11's ``ast.parse`` keeps one recursion counter per interpreter. A collection during the
+  parse can run a finalizer that parses too (asyncio's "Task exception was never retrieved" logs
+  a traceback, and 3.11's traceback module calls ``ast.parse``), which breaks the counter
+  ("SystemError: AST constructor recursion depth mismatch"). No finalizer runs mid-parse with the
+  collector paused.
+  """
+  was_enabled = gc.isenabled()
+  gc.disable()
+  try:
+    return ast.parse(source)
+  finally:
+    if was_enabled:
+      gc.enable()
 
 
 def python_docs_text() -> str:
@@ -71,12 +89,8 @@ def python_docs_text() -> str:
   texts = [topics[name] for name in sorted(topics)]
   sources = [path.read_text(encoding="utf-8")
              for path in sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))]
-  # Parsed in a fresh thread: CPython 3.11's ast.parse can fail with "AST constructor recursion
-  # depth mismatch" in a thread whose recursion counter earlier code left off (a CPython bug, seen
-  # in this test suite); a new thread starts with a clean one.
-  with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-    for docstrings in pool.map(_docstrings, sources):
-      texts.extend(docstrings)
+  for source in sources:
+    texts.extend(_docstrings(source))
   return "\n\n".join(texts)
 
 

@@ -1,11 +1,21 @@
 """Shared test helpers: a tiny meta-training config that runs in seconds on a CPU."""
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("WANDB_MODE", "disabled")
+
+# Many tests compile the same tiny programs (every meta_train call builds its outer step anew), in
+# this process and in the subprocesses the CLI tests start. JAX's persistent compilation cache, in
+# a directory of this session only, compiles each once.
+_COMPILATION_CACHE = tempfile.mkdtemp(prefix="jax-compilation-cache-")
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _COMPILATION_CACHE)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "configs" / "quickstart.py"
@@ -29,3 +39,7 @@ def tiny_config():
     return config
 
   return make
+
+
+def pytest_sessionfinish(session, exitstatus):
+  shutil.rmtree(_COMPILATION_CACHE, ignore_errors=True)

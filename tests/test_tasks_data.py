@@ -2,6 +2,9 @@
 normalisation."""
 
 import re
+import sysconfig
+import traceback
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +24,28 @@ def test_text_corpus_is_large_deterministic_and_decodes_back():
   assert text.decode(corpus["train"][:22]) == 'The "assert" statement'
   assert text.decode(text.encode("a\nZ~ é")) == "a\nZ~ ?"
   assert np.mean(corpus["train"] == 0) < 0.01  # Almost every character is in the vocabulary.
+
+
+class _GarbageThatFormatsATraceback:
+  """Cyclic garbage whose finalizer formats a traceback, as asyncio does for a failed task."""
+
+  def __init__(self):
+    self.cycle = self
+
+  def __del__(self):
+    try:
+      raise ValueError("a failed task")
+    except ValueError as error:
+      traceback.format_exception(error)
+
+
+def test_reading_docstrings_survives_a_collection_that_formats_tracebacks():
+  source = Path(sysconfig.get_paths()["stdlib"], "_pydecimal.py").read_text(encoding="utf-8")
+  expected = text._docstrings(source)
+  for _ in range(5):
+    garbage = [_GarbageThatFormatsATraceback() for _ in range(500)]
+    del garbage
+    assert text._docstrings(source) == expected
 
 
 def test_digits_are_8x8_images_and_the_training_split_is_shuffled():
