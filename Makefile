@@ -19,11 +19,12 @@ install: $(BIN)/activate
 run: install
 	$(BIN)/python -m metatrain --config $(CONFIG) $(ARGS)
 
+# Tests run in parallel on up to 4 CPU cores (pytest-xdist); ARGS="-n 0" runs them in one process.
 test: install
-	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
+	$(BIN)/python -m pytest -q -n auto --maxprocesses=4 -m "not slow" $(ARGS)
 
 test-all: install
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q -n auto --maxprocesses=4 $(ARGS)
 
 benchmark: install
 	$(BIN)/python benchmarks/lo_step_cost.py

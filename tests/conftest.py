@@ -10,10 +10,13 @@ import pytest
 os.environ.setdefault("WANDB_MODE", "disabled")
 
 # Many tests compile the same tiny programs (every meta_train call builds its outer step anew), in
-# this process and in the subprocesses the CLI tests start. JAX's persistent compilation cache, in
-# a directory of this session only, compiles each once.
-_COMPILATION_CACHE = tempfile.mkdtemp(prefix="jax-compilation-cache-")
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _COMPILATION_CACHE)
+# this process, in pytest-xdist's workers and in the subprocesses that tests start. JAX's
+# persistent compilation cache, in a directory of this test session only, compiles each once. The
+# workers inherit the directory from the controlling process, which made it and removes it.
+_OWN_COMPILATION_CACHE = None
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  _OWN_COMPILATION_CACHE = tempfile.mkdtemp(prefix="jax-compilation-cache-")
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _OWN_COMPILATION_CACHE
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 
@@ -42,4 +45,5 @@ def tiny_config():
 
 
 def pytest_sessionfinish(session, exitstatus):
-  shutil.rmtree(_COMPILATION_CACHE, ignore_errors=True)
+  if _OWN_COMPILATION_CACHE:
+    shutil.rmtree(_OWN_COMPILATION_CACHE, ignore_errors=True)
