@@ -211,6 +211,11 @@ def validate(config: ConfigDict) -> None:
   _require(config.checkpoint_every >= 1,
            f"config.checkpoint_every must be >= 1, got {config.checkpoint_every}")
   _require(config.eval.num_seeds >= 1, f"config.eval.num_seeds must be >= 1")
+  _require(config.eval.validate_every >= 0,
+           f"config.eval.validate_every must be >= 0 (0: export the last theta), got "
+           f"{config.eval.validate_every}")
+  _require(config.eval.validation_seeds >= 1,
+           f"config.eval.validation_seeds must be >= 1, got {config.eval.validation_seeds}")
   _require(len(config.eval.adam_learning_rates) >= 1 and min(config.eval.adam_learning_rates) > 0,
            "config.eval.adam_learning_rates must be a non-empty tuple of positive learning rates")
   dist = config.distributed

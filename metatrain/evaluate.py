@@ -67,8 +67,9 @@ def eval_keys(seed: int, num_seeds: int) -> jax.Array:
   return jax.random.split(jax.random.PRNGKey(EVAL_SEED_OFFSET + seed), num_seeds)
 
 
-def _train_one(family: TaskFamily, data: Data, tx: optax.GradientTransformationExtraArgs,
-               key: jax.Array, num_steps: int) -> dict[str, jax.Array]:
+def train_one(family: TaskFamily, data: Data, tx: optax.GradientTransformationExtraArgs,
+              key: jax.Array, num_steps: int) -> dict[str, jax.Array]:
+  """Trains the task of ``key`` for ``num_steps`` steps: its loss curve and final metrics."""
   state = init_inner_state(family, data, tx, key, num_steps)
   state, losses = unroll(family, data, tx, state, num_steps)
   task = family.task(state.task_params, data)
@@ -80,7 +81,7 @@ def _train_one(family: TaskFamily, data: Data, tx: optax.GradientTransformationE
 def train_population(family: TaskFamily, tx: optax.GradientTransformationExtraArgs,
                      keys: jax.Array, num_steps: int) -> dict[str, np.ndarray]:
   """Trains one task per key for ``num_steps`` steps; arrays have the keys as leading axis."""
-  run = jax.jit(jax.vmap(lambda k, data: _train_one(family, data, tx, k, num_steps),
+  run = jax.jit(jax.vmap(lambda k, data: train_one(family, data, tx, k, num_steps),
                          in_axes=(0, None)))
   return jax.tree.map(np.asarray, run(keys, family.data()))
 
@@ -90,7 +91,7 @@ def run_grid(family: TaskFamily, make_tx: Callable[[jax.Array], optax.GradientTr
   """Trains every task with ``make_tx(v)`` for every ``v`` of ``values`` in one program; arrays
   have the values, then the keys, as leading axes."""
   run_at = lambda v, data: jax.vmap(
-      lambda k: _train_one(family, data, make_tx(v), k, num_steps))(keys)
+      lambda k: train_one(family, data, make_tx(v), k, num_steps))(keys)
   run = jax.jit(jax.vmap(run_at, in_axes=(0, None)))
   return jax.tree.map(np.asarray, run(jnp.asarray(values), family.data()))
 

@@ -98,7 +98,12 @@ def run(config: ConfigDict, workdir: str, resume: bool = False, overwrite: bool 
               "meta_training_seconds": float(state["seconds"]),
               "machine": f"{platform.machine()} {platform.processor()}".strip(),
               "devices": [str(d) for d in jax.devices()], "git_commit": git_commit()}
-  lopt.save(run_dir / OPTIMIZER_DIR, build_lopt(config), state["theta"], metadata)
+  theta = state["theta"]
+  if "best" in state:  # Chosen on validation tasks (metatrain.selection), not the last theta.
+    theta = state["best"].theta
+    metadata.update(selected_outer_step=int(state["best"].step),
+                    validation_score=float(state["best"].score))
+  lopt.save(run_dir / OPTIMIZER_DIR, build_lopt(config), theta, metadata)
   learned = lopt.load(run_dir / OPTIMIZER_DIR)  # From disk, through the public API.
 
   keys = evaluate.eval_keys(config.seed, config.eval.num_seeds)
@@ -126,6 +131,7 @@ def run(config: ConfigDict, workdir: str, resume: bool = False, overwrite: bool 
           f"Meta-loss ({est.meta_loss} loss over an unroll, normalisation `{est.normalization}`, "
           f"loss weight power {est.loss_weight_power:g}, mean over the population): {first:.4f} "
           f"over the first tenth of meta-training, {last:.4f} over the last tenth.\n\n"
+          f"{_selection_text(metadata, config)}"
           "![meta-training](meta_training.png)\n")
   for member, evaluation in evaluations.items():
     grid = " | ".join(f"{lr:g}: {loss:.4f}" for lr, loss in
@@ -140,6 +146,15 @@ def run(config: ConfigDict, workdir: str, resume: bool = False, overwrite: bool 
                         for member, e in evaluations.items())
   print(f"\n{tables}\n\nreport: {run_dir / 'report.md'}")
   return results
+
+
+def _selection_text(metadata: dict[str, Any], config: ConfigDict) -> str:
+  if "selected_outer_step" not in metadata:
+    return ""
+  return (f"Saved optimizer: theta of outer step {metadata['selected_outer_step']}, the lowest "
+          f"validation score (mean log final training loss on {config.eval.validation_seeds} "
+          f"validation tasks per member, every {config.eval.validate_every} outer steps): "
+          f"{metadata['validation_score']:.4f}.\n\n")
 
 
 def _evaluate_member(family, learned, keys, horizon: int, config: ConfigDict,

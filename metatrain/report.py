@@ -50,7 +50,15 @@ def plot_meta_training(metrics: list[dict[str, Any]], path: Path) -> None:
   ax.plot(steps[window - 1:], smooth, label=f"moving average ({window} steps)")
   ax.set(xlabel="outer step", ylabel="meta-loss (mean train loss over an unroll)",
          title="Meta-training", yscale="log")
-  ax.legend()
+  ax.legend(loc="upper left")
+  validated = [row for row in metrics if "validation_score" in row]
+  if validated:  # metatrain.selection's scores, on a second axis.
+    validation = ax.twinx()
+    validation.plot([row["step"] for row in validated],
+                    [row["validation_score"] for row in validated], "o-", color="tab:red",
+                    label="validation score")
+    validation.set_ylabel("validation score (mean log final training loss)")
+    validation.legend(loc="upper right")
   save_figure(fig, path)
 
 

@@ -4,7 +4,9 @@ Read top to bottom: build the task family, the learned optimizer, the estimator 
 meta-optimizer from the config; copy the family's datasets to every device once (they are an
 argument of every jitted step, never part of the checkpointed state); start (or restore from the
 last orbax checkpoint) the meta-training state; then each outer step draws its key from the step
-number, estimates the meta-gradient over the population, updates theta, logs and checkpoints.
+number, estimates the meta-gradient over the population, updates theta, scores it on validation
+tasks every ``config.eval.validate_every`` steps (keeping the best, ``metatrain.selection``), logs
+and checkpoints.
 Because every key is a function of the seed and the step, a run resumed from a checkpoint writes
 exactly the metrics an uninterrupted run writes.
 """
@@ -22,11 +24,13 @@ import orbax.checkpoint as ocp
 from ml_collections import ConfigDict
 from tqdm import tqdm
 
+import tasks
 from metatrain import sharding
-from metatrain.config import (ConfigError, build_lopt, build_task_family,
+from metatrain.config import (ConfigError, build_lopt, build_task_family, family_members,
                               population_slice_sizes)
-from metatrain.metrics_log import MetricsLog
 from metatrain.estimators import MixtureEstimator, build_estimator
+from metatrain.metrics_log import MetricsLog
+from metatrain.selection import Best, Validator, is_validation_step, validation_keys
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -106,7 +110,9 @@ def _restore(manager: ocp.CheckpointManager, like: dict[str, Any]) -> dict[str, 
 def meta_train(config: ConfigDict, run_dir: Path, show_progress: bool = True) -> dict[str, Any]:
   """Meta-trains to ``config.outer.steps`` outer steps in ``run_dir``; returns the final state.
 
-  The returned state also holds ``seconds``, the wall time of meta-training over all sessions.
+  The returned state also holds ``seconds``, the wall time of meta-training over all sessions,
+  and, with ``config.eval.validate_every > 0``, ``best``: the theta chosen on validation tasks
+  (``metatrain.selection``).
   Every process of a multi-process run calls this; only process 0 writes metrics.
   """
   family = build_task_family(config)
@@ -121,13 +127,22 @@ def meta_train(config: ConfigDict, run_dir: Path, show_progress: bool = True) ->
   state = jax.jit(make_state, out_shardings=shardings)(data)
   loop_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
 
+  every, validator, kept = config.eval.validate_every, None, {}
+  if every:
+    validator = Validator(build_lopt(config), [f for _, f in family_members(family)],
+                          config.estimator.horizon,
+                          validation_keys(config.seed, config.eval.validation_seeds))
+    member_data = data if isinstance(family, tasks.Mixture) else (data,)
+    kept["best"] = Best.none_yet(state["theta"])
+
   manager = ocp.CheckpointManager(run_dir.absolute() / CHECKPOINT_DIR,
                                   options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True),
                                   item_handlers=ocp.StandardCheckpointHandler())
   seconds = 0.0
   if manager.latest_step() is not None:
-    restored = _restore(manager, {**state, "seconds": np.zeros((), np.float32)})
+    restored = _restore(manager, {**state, **kept, "seconds": np.zeros((), np.float32)})
     seconds = float(restored.pop("seconds"))
+    kept = {name: restored.pop(name) for name in kept}
     state = restored
   start = int(state["step"])
   is_writer = jax.process_index() == 0
@@ -151,6 +166,9 @@ def meta_train(config: ConfigDict, run_dir: Path, show_progress: bool = True) ->
       started = time.perf_counter()
       state, metrics = outer_step(state, data)
       metrics = {k: float(v) for k, v in metrics.items()}
+      if is_validation_step(step, every):
+        kept["best"], metrics["validation_score"] = validator.update(
+            kept["best"], state["theta"], member_data, step)
       seconds += time.perf_counter() - started
       if log:
         log.write(step, metrics)
@@ -158,9 +176,9 @@ def meta_train(config: ConfigDict, run_dir: Path, show_progress: bool = True) ->
       bar.update()
       if step % config.checkpoint_every == 0 or step == steps:
         manager.save(step, args=ocp.args.StandardSave(
-            {**state, "seconds": np.asarray(seconds, np.float32)}))
+            {**state, **kept, "seconds": np.asarray(seconds, np.float32)}))
   manager.wait_until_finished()
   manager.close()
   if log:
     log.close()
-  return {**state, "seconds": seconds}
+  return {**state, **kept, "seconds": seconds}

@@ -8,7 +8,7 @@ import pytest
 from ml_collections import ConfigDict
 
 import lopt
-from metatrain import evaluate, experiment
+from metatrain import evaluate, experiment, selection
 from metatrain.config import ConfigError, build_lopt, build_task_family, validate
 from metatrain.metrics_log import read_metrics
 from metatrain.train import meta_train
@@ -35,18 +35,43 @@ def test_meta_training_lowers_the_meta_loss(tiny_config, tmp_path):
 
 @pytest.mark.parametrize("estimator", ["truncated_es", "pes"])
 def test_resumed_run_gives_identical_metrics_and_theta(estimator, tiny_config, tmp_path):
-  """The checkpoint holds everything: theta, meta-optimizer, inner states, PES accumulators."""
-  config = lambda *extra: tiny_config(f"--config.estimator.name={estimator}", *extra)
+  """The checkpoint holds everything: theta, meta-optimizer, inner states, PES accumulators and
+  the theta chosen on validation tasks so far (validated at step 2, checkpointed at 3)."""
+  config = lambda *extra: tiny_config(f"--config.estimator.name={estimator}",
+                                      "--config.eval.validate_every=2", *extra)
   uninterrupted = meta_train(config(), tmp_path / "a", show_progress=False)
   meta_train(config("--config.outer.steps=3"), tmp_path / "b", show_progress=False)
   resumed = meta_train(config(), tmp_path / "b", show_progress=False)
   assert read_metrics(tmp_path / "b") == read_metrics(tmp_path / "a")
   assert [row["step"] for row in read_metrics(tmp_path / "b")] == list(range(1, 7))
   jax.tree.map(np.testing.assert_array_equal, resumed["theta"], uninterrupted["theta"])
+  jax.tree.map(np.testing.assert_array_equal, resumed["best"], uninterrupted["best"])
+
+
+def test_validation_keeps_the_theta_of_the_best_scored_step(tiny_config, tmp_path):
+  config = tiny_config("--config.eval.validate_every=2", "--config.eval.validation_seeds=3")
+  state = meta_train(config, tmp_path / "full", show_progress=False)
+  scores = {row["step"]: row["validation_score"] for row in read_metrics(tmp_path / "full")
+            if "validation_score" in row}
+  assert sorted(scores) == [2, 4, 6] and np.isfinite(list(scores.values())).all()
+  best_step = min(scores, key=scores.get)
+  assert int(state["best"].step) == best_step
+  # The kept theta is theta at that step: a run that stops there ends with it.
+  stopped = meta_train(tiny_config(f"--config.outer.steps={best_step}"), tmp_path / "stopped",
+                       show_progress=False)
+  jax.tree.map(np.testing.assert_array_equal, state["best"].theta, stopped["theta"])
+  # Its score is the mean log final training loss of the validation tasks, trained by the
+  # learned optimizer as users run it.
+  family, horizon = build_task_family(config), config.estimator.horizon
+  tx = lopt.as_optax(build_lopt(config), state["best"].theta, horizon,
+                     evaluate.task_roles(family))
+  runs = evaluate.train_population(family, tx, selection.validation_keys(config.seed, 3), horizon)
+  assert float(state["best"].score) == pytest.approx(np.log(runs["train_loss"]).mean(), rel=1e-5)
 
 
 def test_experiment_writes_optimizer_report_and_plots(tiny_config, tmp_path):
-  results = experiment.run(tiny_config(), str(tmp_path), show_progress=False)
+  results = experiment.run(tiny_config("--config.eval.validate_every=3"), str(tmp_path),
+                           show_progress=False)
   run_dir = tmp_path / "tiny"
   for name in ("report.md", "results.json", "meta_training.png",
                "inner_curves_mlp_classifier.png", "config.json", "optimizer/card.json"):
@@ -56,7 +81,9 @@ def test_experiment_writes_optimizer_report_and_plots(tiny_config, tmp_path):
   card = lopt.read_card(run_dir / "optimizer")
   assert card["metadata"]["num_steps"] == 20 and card["metadata"]["outer_steps"] == 6
   assert card["metadata"]["git_commit"]
+  assert card["metadata"]["selected_outer_step"] in (3, 6)
   assert "| learned optimizer |" in (run_dir / "report.md").read_text()
+  assert "Saved optimizer: theta of outer step" in (run_dir / "report.md").read_text()
 
 
 def test_run_directory_with_another_config_is_refused_unless_resumed_or_overwritten(
