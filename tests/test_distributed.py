@@ -14,8 +14,10 @@ from conftest import QUICKSTART, REPO, TINY_OVERRIDES
 from metatrain.config import apply_overrides, load_config
 from metatrain.train import meta_train
 
+# Validated once, at the last step, so that the exported theta (the best validated) is the last
+# one on every device count, and the validation's state goes through the checkpoints.
 OVERRIDES = TINY_OVERRIDES + ["--config.estimator.population=8", "--config.outer.steps=4",
-                              "--config.eval.num_seeds=1"]
+                              "--config.eval.num_seeds=1", "--config.eval.validate_every=4"]
 
 
 def _command(workdir, *extra):
