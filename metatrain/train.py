@@ -79,11 +79,13 @@ def _shapes(tree: Any) -> dict[str, tuple[int, ...]]:
           for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
 
 
-def _restore(manager: ocp.CheckpointManager, like: dict[str, Any]) -> dict[str, Any]:
+def _restore(manager: ocp.CheckpointManager, like: dict[str, Any],
+             optional: tuple[str, ...] = ()) -> dict[str, Any]:
   """Restores the latest checkpoint into the structure of ``like``, or says why it cannot.
 
   The stored shapes are compared with ``like``'s first, so that a checkpoint of another config is
-  refused before orbax starts reading it.
+  refused before orbax starts reading it. Entries of ``like`` named in ``optional`` that the
+  checkpoint lacks (validation turned on when resuming a run without it) are left out of the result.
   """
   step = manager.latest_step()
   refusal = (f"cannot resume from the checkpoint of step {step} in {manager.directory}: "
@@ -93,6 +95,8 @@ def _restore(manager: ocp.CheckpointManager, like: dict[str, Any]) -> dict[str, 
     stored = _shapes(manager.item_metadata(step))
   except Exception as e:  # orbax raises many types for a damaged checkpoint.
     raise ConfigError(f"{refusal} ({type(e).__name__}: {str(e)[:300]}); {advice}") from None
+  absent = {name for name in optional if not any(p.startswith(f"{name}/") for p in stored)}
+  like = {name: value for name, value in like.items() if name not in absent}
   wanted = _shapes(like)
   differences = [f"{path}: stored {stored.get(path, 'nothing')}, this config {shape}"
                  for path, shape in wanted.items() if stored.get(path) != shape]
@@ -140,9 +144,10 @@ def meta_train(config: ConfigDict, run_dir: Path, show_progress: bool = True) ->
                                   item_handlers=ocp.StandardCheckpointHandler())
   seconds = 0.0
   if manager.latest_step() is not None:
-    restored = _restore(manager, {**state, **kept, "seconds": np.zeros((), np.float32)})
+    restored = _restore(manager, {**state, **kept, "seconds": np.zeros((), np.float32)},
+                        optional=tuple(kept))
     seconds = float(restored.pop("seconds"))
-    kept = {name: restored.pop(name) for name in kept}
+    kept = {name: restored.pop(name, value) for name, value in kept.items()}
     state = restored
   start = int(state["step"])
   is_writer = jax.process_index() == 0

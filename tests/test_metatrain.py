@@ -67,6 +67,12 @@ def test_validation_keeps_the_theta_of_the_best_scored_step(tiny_config, tmp_pat
                      evaluate.task_roles(family))
   runs = evaluate.train_population(family, tx, selection.validation_keys(config.seed, 3), horizon)
   assert float(state["best"].score) == pytest.approx(np.log(runs["train_loss"]).mean(), rel=1e-5)
+  # Validation can be turned on when resuming a run that had none; it validates from then on.
+  meta_train(tiny_config("--config.outer.steps=3"), tmp_path / "late", show_progress=False)
+  meta_train(config, tmp_path / "late", show_progress=False)
+  late = {row["step"]: row["validation_score"] for row in read_metrics(tmp_path / "late")
+          if "validation_score" in row}
+  assert late == {step: scores[step] for step in (4, 6)}
 
 
 def test_experiment_writes_optimizer_report_and_plots(tiny_config, tmp_path):
