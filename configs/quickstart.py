@@ -41,7 +41,7 @@ def get_config() -> ConfigDict:
   # of each member and export the best theta instead of the last (see metatrain.selection).
   config.eval = ConfigDict(dict(num_seeds=8, adam_learning_rates=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2,
                                                                    3e-2, 1e-1),
-                                validate_every=0, validation_seeds=4))
+                                validate_every=0, validation_seeds=8))
   # Multi-host runs: one process per host, all started with the same command plus their process_id.
   config.distributed = ConfigDict(dict(coordinator_address="", num_processes=1, process_id=0))
   config.wandb = ConfigDict(dict(enabled=True, project="learned-optimizers"))
