@@ -66,7 +66,7 @@ def test_validation_keeps_the_theta_of_the_best_scored_step(tiny_config, tmp_pat
   tx = lopt.as_optax(build_lopt(config), state["best"].theta, horizon,
                      evaluate.task_roles(family))
   runs = evaluate.train_population(family, tx, selection.validation_keys(config.seed, 3), horizon)
-  assert float(state["best"].score) == pytest.approx(np.log(runs["train_loss"]).mean(), rel=1e-5)
+  assert float(state["best"].score) == pytest.approx(np.log(runs["train_loss"]).mean(), rel=1e-4)
   # Validation can be turned on when resuming a run that had none; it validates from then on.
   meta_train(tiny_config("--config.outer.steps=3"), tmp_path / "late", show_progress=False)
   meta_train(config, tmp_path / "late", show_progress=False)
