@@ -88,13 +88,19 @@ def _restore(manager: ocp.CheckpointManager, like: dict[str, Any],
   checkpoint lacks (validation turned on when resuming a run without it) are left out of the result.
   """
   step = manager.latest_step()
-  refusal = (f"cannot resume from the checkpoint of step {step} in {manager.directory}: "
-             "it does not fit this config or is damaged")
-  advice = "pass --overwrite to start the run again"
+
+  def refused(reason: str) -> ConfigError:
+    return ConfigError(f"cannot resume from the checkpoint of step {step} in {manager.directory}: "
+                       f"it does not fit this config or is damaged ({reason}); pass --overwrite "
+                       "to start the run again")
+
+  def unreadable(error: Exception) -> ConfigError:  # orbax raises many types for damaged files.
+    return refused(f"{type(error).__name__}: {str(error)[:300]}")
+
   try:
     stored = _shapes(manager.item_metadata(step))
-  except Exception as e:  # orbax raises many types for a damaged checkpoint.
-    raise ConfigError(f"{refusal} ({type(e).__name__}: {str(e)[:300]}); {advice}") from None
+  except Exception as e:
+    raise unreadable(e) from None
   absent = {name for name in optional if not any(p.startswith(f"{name}/") for p in stored)}
   like = {name: value for name, value in like.items() if name not in absent}
   wanted = _shapes(like)
@@ -103,12 +109,11 @@ def _restore(manager: ocp.CheckpointManager, like: dict[str, Any],
   differences += [f"{path}: stored {stored[path]}, this config nothing"
                   for path in stored.keys() - wanted.keys()]
   if differences:
-    raise ConfigError(f"{refusal} ({len(differences)} arrays differ, e.g. "
-                      f"{'; '.join(sorted(differences)[:3])}); {advice}")
+    raise refused(f"{len(differences)} arrays differ, e.g. {'; '.join(sorted(differences)[:3])}")
   try:
     return manager.restore(step, args=ocp.args.StandardRestore(like))
-  except Exception as e:  # orbax raises many types for a damaged checkpoint.
-    raise ConfigError(f"{refusal} ({type(e).__name__}: {str(e)[:300]}); {advice}") from None
+  except Exception as e:
+    raise unreadable(e) from None
 
 
 def meta_train(config: ConfigDict, run_dir: Path, show_progress: bool = True) -> dict[str, Any]:
