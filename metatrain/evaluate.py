@@ -52,7 +52,7 @@ from lopt.checkpoint import CARD_FILE
 from metatrain import eval_report, suites
 from metatrain.config import ConfigError, apply_overrides, load_config, parse_known_args
 from metatrain.unroll import init_inner_state, unroll
-from tasks import SPLITS, Data, TaskFamily
+from tasks import SPLITS, Data, TaskFamily, family_roles
 
 EVAL_SEED_OFFSET = 1_000_003  # Evaluation tasks use seeds far from the meta-training seeds.
 LEARNED = "learned"  # The learned optimizer's name among the optimizers of an evaluation.
@@ -243,20 +243,13 @@ def _runs_json(runs: dict[str, np.ndarray]) -> dict[str, Any]:
           "curve": {"steps": [int(w[-1]) + 1 for w in windows], "train_loss": _json_floats(curve)}}
 
 
-def task_roles(family: TaskFamily) -> Any:
-  """The parameter roles (``Task.roles``) of the family's tasks, which μP-aware optimizers read."""
-  key = jax.random.PRNGKey(0)
-  task = family.task(family.sample(key), family.data())
-  return task.roles(jax.eval_shape(task.init, key))
-
-
 def evaluate_task(spec: suites.TaskSpec, optimizer: str, config: ConfigDict, lo_path: Path,
                   keys: jax.Array) -> dict[str, Any]:
   """Trains the tasks of ``keys`` from ``spec`` with ``optimizer`` (``LEARNED`` or a baseline,
   tuned); returns the JSON of the result."""
   family = spec.make_family()
   if optimizer == LEARNED:
-    tx = lopt.load(lo_path, num_steps=spec.num_steps, roles=task_roles(family))
+    tx = lopt.load(lo_path, num_steps=spec.num_steps, roles=family_roles(family))
     return {"hyperparameters": {}, **_runs_json(train_population(family, tx, keys, spec.num_steps))}
   tuned = tune_baseline(family, keys, spec.num_steps, optimizer, grid_points(config, optimizer),
                         config.warmup_fraction, config.schedule)

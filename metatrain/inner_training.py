@@ -47,7 +47,7 @@ import optax
 from lopt import LearnedOptimizer, as_optax
 from metatrain.aggregate import select
 from metatrain.unroll import InnerState, finished, init_inner_state, unroll
-from tasks import Data, TaskFamily, objectives
+from tasks import Data, TaskFamily, family_roles, objectives
 
 META_LOSSES = ("train", "held_out")
 
@@ -94,15 +94,8 @@ class InnerTraining:
 
   @functools.cached_property
   def roles(self) -> Any:
-    """The parameter roles of the family's tasks (the same for every task of a family), which
-    role-aware learned optimizers (μLO) read."""
-    data = self.family.data()
-
-    def abstract_task(key):
-      task_params = self.family.sample(key)
-      return task_params, self.family.task(task_params, data).init(key)
-    task_params, params = jax.eval_shape(abstract_task, jax.random.PRNGKey(0))
-    return self.family.task(task_params, data).roles(params)
+    """The parameter roles of the family's tasks, which role-aware learned optimizers (μLO) read."""
+    return family_roles(self.family)
 
   def optimizer(self, theta, horizon: int | jax.Array) -> optax.GradientTransformationExtraArgs:
     """The learned optimizer at ``theta`` as users get it, planning for ``horizon`` steps."""

@@ -25,8 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from lopt import LearnedOptimizer, as_optax
-from metatrain.evaluate import task_roles, train_one
-from tasks import Data, TaskFamily
+from metatrain.evaluate import train_one
+from tasks import Data, TaskFamily, family_roles
 
 VALIDATION_SEED_OFFSET = 2_000_003  # Apart from meta-training's and evaluation's seeds.
 
@@ -64,7 +64,7 @@ class Validator:
 
   def __init__(self, lopt: LearnedOptimizer, members: list[TaskFamily], horizon: int,
                keys: jax.Array):
-    roles = [task_roles(family) for family in members]
+    roles = [family_roles(family) for family in members]
 
     def score(theta, data: tuple[Data, ...]) -> jax.Array:
       log_losses = []

@@ -1,6 +1,6 @@
 """Training tasks for meta-training and evaluating learned optimizers."""
 
-from tasks.base import ROLES, SPLITS, Data, Task, TaskFamily
+from tasks.base import ROLES, SPLITS, Data, Task, TaskFamily, family_roles
 from tasks.char_lm import CharLMFamily
 from tasks.classification import ClassificationTask, ClassifierFamily
 from tasks.cnn_classifier import CNNClassifierFamily
@@ -17,5 +17,5 @@ from tasks.vit_classifier import ViTClassifierFamily
 __all__ = ["CNNClassifierFamily", "CORPORA", "CharLMFamily", "ClassificationTask",
            "ClassifierFamily", "DATASETS", "Data", "FAMILIES", "MIXTURE", "MLPClassifierFamily",
            "Mixture", "NORMALIZATIONS", "PARAMETRIZATIONS", "QuadraticFamily", "ROLES", "SPLITS",
-           "Task", "TaskFamily", "TeacherFamily", "ViTClassifierFamily", "make_family",
-           "make_mixture", "mup_adam"]
+           "Task", "TaskFamily", "TeacherFamily", "ViTClassifierFamily", "family_roles",
+           "make_family", "make_mixture", "mup_adam"]

@@ -71,3 +71,15 @@ class TaskFamily(Protocol):
   def task(self, task_params: TaskParams, data: Data) -> Task:
     """Returns the task that ``task_params`` picks, reading ``data`` (``self.data()`` or its
     traced value)."""
+
+
+def family_roles(family: TaskFamily) -> Any:
+  """The parameter roles (``Task.roles``) of ``family``'s tasks, the same for every task of a
+  family, which role-aware learned optimizers (μLO) read; worked out on shapes alone."""
+  data = family.data()
+
+  def abstract_task(key):
+    task_params = family.sample(key)
+    return task_params, family.task(task_params, data).init(key)
+  task_params, params = jax.eval_shape(abstract_task, jax.random.PRNGKey(0))
+  return family.task(task_params, data).roles(params)

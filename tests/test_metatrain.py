@@ -12,6 +12,7 @@ from metatrain import evaluate, experiment, selection
 from metatrain.config import ConfigError, build_lopt, build_task_family, validate
 from metatrain.metrics_log import read_metrics
 from metatrain.train import meta_train
+from tasks import family_roles
 
 
 def _mean_training_loss(config, theta):
@@ -64,7 +65,7 @@ def test_validation_keeps_the_theta_of_the_best_scored_step(tiny_config, tmp_pat
   # learned optimizer as users run it.
   family, horizon = build_task_family(config), config.estimator.horizon
   tx = lopt.as_optax(build_lopt(config), state["best"].theta, horizon,
-                     evaluate.task_roles(family))
+                     family_roles(family))
   runs = evaluate.train_population(family, tx, selection.validation_keys(config.seed, 3), horizon)
   assert float(state["best"].score) == pytest.approx(np.log(runs["train_loss"]).mean(), rel=1e-4)
   # Validation can be turned on when resuming a run that had none; it validates from then on.
