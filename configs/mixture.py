@@ -37,8 +37,10 @@ def get_config() -> ConfigDict:
                                      horizon=200, min_horizon=100, sigma=0.01, loss_clip=10.0,
                                      meta_loss="train", normalization="relative",
                                      loss_weight_power=0.0, remat=False))
-  # The meta-optimizer: Adam on theta, with the meta-gradient clipped by global norm.
-  config.outer = ConfigDict(dict(steps=1000, learning_rate=3e-3, max_grad_norm=1.0))
+  # The meta-optimizer: Adam on theta, with the meta-gradient clipped by global norm. init_from: a
+  # shipped optimizer's name or a lopt.save directory to start theta from (fine-tuning; "": fresh).
+  config.outer = ConfigDict(dict(steps=1000, learning_rate=3e-3, max_grad_norm=1.0,
+                                 init_from=""))
   config.checkpoint_every = 50
 
   # Evaluation on held-out task seeds of every member against Adam tuned on a log grid.

@@ -9,12 +9,16 @@ import ast
 import dataclasses
 import importlib.util
 import os
+from pathlib import Path
 from typing import Any
 
 from ml_collections import ConfigDict
 
 import lopt
 import tasks
+from lopt import shipped
+from lopt.base import MetaParams
+from lopt.checkpoint import CARD_FILE, load_meta_params
 from metatrain.estimators import ESTIMATORS
 from metatrain.inner_training import META_LOSSES
 
@@ -167,6 +171,35 @@ def family_members(family) -> list[tuple[str, tasks.TaskFamily]]:
 
 def build_lopt(config: ConfigDict) -> lopt.LearnedOptimizer:
   return _build(lopt.ARCHITECTURES, lopt.make, config.lopt, "learned optimizer")
+
+
+def resolve_optimizer(name: str) -> Path:
+  """The directory of the learned optimizer ``name``: a shipped name (``lopt.pretrained_names``)
+  or a directory written by ``lopt.save``."""
+  names = lopt.pretrained_names()
+  if name in names:
+    return shipped.CHECKPOINTS / name
+  if not (Path(name) / CARD_FILE).is_file():
+    raise ConfigError(f"no learned optimizer at '{name}': give a directory written by lopt.save "
+                      f"(it holds a {CARD_FILE}) or the name of a shipped optimizer, one of "
+                      f"{names}")
+  return Path(name)
+
+
+def load_start_theta(config: ConfigDict) -> MetaParams | None:
+  """The theta that ``config.outer.init_from`` names (a shipped name or a ``lopt.save``
+  directory), to start meta-training from; ``None`` when it is empty (theta starts from a fresh
+  draw). The saved optimizer must be the one ``config.lopt`` builds, hyperparameters included."""
+  if not config.outer.init_from:
+    return None
+  path = resolve_optimizer(config.outer.init_from)
+  saved, theta, _ = load_meta_params(path)
+  wanted = build_lopt(config)
+  if saved != wanted:
+    raise ConfigError(f"config.outer.init_from: '{path}' holds {saved}, but config.lopt builds "
+                      f"{wanted}; set config.lopt to the saved optimizer's architecture and "
+                      f"hyperparameters")
+  return theta
 
 
 def _require(condition: bool, message: str):

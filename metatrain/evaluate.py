@@ -47,10 +47,9 @@ from ml_collections import ConfigDict
 from tqdm import tqdm
 
 import lopt
-from lopt import shipped
-from lopt.checkpoint import CARD_FILE
 from metatrain import eval_report, suites
-from metatrain.config import ConfigError, apply_overrides, load_config, parse_known_args
+from metatrain.config import (ConfigError, apply_overrides, load_config, parse_known_args,
+                              resolve_optimizer)
 from metatrain.unroll import init_inner_state, unroll
 from tasks import SPLITS, Data, TaskFamily, family_roles
 
@@ -187,19 +186,6 @@ def grid_points(config: ConfigDict, name: str) -> list[dict[str, float]]:
   if not decays:
     return [{"learning_rate": lr} for lr in grid.learning_rates]
   return [{"learning_rate": lr, "weight_decay": wd} for lr in grid.learning_rates for wd in decays]
-
-
-def resolve_optimizer(name: str) -> Path:
-  """The directory of the learned optimizer ``name``: a shipped name (``lopt.pretrained_names``)
-  or a directory written by ``lopt.save``."""
-  names = lopt.pretrained_names()
-  if name in names:
-    return shipped.CHECKPOINTS / name
-  if not (Path(name) / CARD_FILE).is_file():
-    raise ConfigError(f"no learned optimizer at '{name}': give a directory written by lopt.save "
-                      f"(it holds a {CARD_FILE}) or the name of a shipped optimizer, one of "
-                      f"{names}")
-  return Path(name)
 
 
 def validate(config: ConfigDict) -> None:

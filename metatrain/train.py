@@ -27,7 +27,7 @@ from tqdm import tqdm
 import tasks
 from metatrain import sharding
 from metatrain.config import (ConfigError, build_lopt, build_task_family, family_members,
-                              population_slice_sizes)
+                              load_start_theta, population_slice_sizes)
 from metatrain.estimators import MixtureEstimator, build_estimator
 from metatrain.metrics_log import MetricsLog
 from metatrain.selection import Best, Validator, is_validation_step, validation_keys
@@ -44,9 +44,10 @@ def build_meta_optimizer(config: ConfigDict) -> optax.GradientTransformation:
 
 
 def init_state(config: ConfigDict, estimator, meta_optimizer: optax.GradientTransformation,
-               data) -> dict[str, Any]:
+               data, start_theta=None) -> dict[str, Any]:
+  """The state of a new run: theta is ``start_theta`` (``load_start_theta``), or a fresh draw."""
   theta_key, population_key = jax.random.split(jax.random.PRNGKey(config.seed))
-  theta = build_lopt(config).init_meta_params(theta_key)
+  theta = build_lopt(config).init_meta_params(theta_key) if start_theta is None else start_theta
   return {"theta": theta, "meta_opt_state": meta_optimizer.init(theta),
           "estimator_state": estimator.init(theta, data, population_key),
           "step": jnp.zeros((), jnp.int32)}
@@ -131,7 +132,12 @@ def meta_train(config: ConfigDict, run_dir: Path, show_progress: bool = True) ->
   sharding.check_population(population_slice_sizes(config), mesh)
   data = family.data()
   data = sharding.put_replicated(data, mesh)
-  make_state = lambda data: init_state(config, estimator, meta_optimizer, data)
+  manager = ocp.CheckpointManager(run_dir.absolute() / CHECKPOINT_DIR,
+                                  options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True),
+                                  item_handlers=ocp.StandardCheckpointHandler())
+  resuming = manager.latest_step() is not None
+  start_theta = None if resuming else load_start_theta(config)
+  make_state = lambda data: init_state(config, estimator, meta_optimizer, data, start_theta)
   shardings = state_shardings(estimator, jax.eval_shape(make_state, data), mesh)
   state = jax.jit(make_state, out_shardings=shardings)(data)
   loop_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
@@ -144,11 +150,8 @@ def meta_train(config: ConfigDict, run_dir: Path, show_progress: bool = True) ->
     member_data = data if isinstance(family, tasks.Mixture) else (data,)
     kept["best"] = Best.none_yet(state["theta"])
 
-  manager = ocp.CheckpointManager(run_dir.absolute() / CHECKPOINT_DIR,
-                                  options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True),
-                                  item_handlers=ocp.StandardCheckpointHandler())
   seconds = 0.0
-  if manager.latest_step() is not None:
+  if resuming:
     restored = _restore(manager, {**state, **kept, "seconds": np.zeros((), np.float32)},
                         optional=tuple(kept))
     seconds = float(restored.pop("seconds"))

@@ -1,6 +1,7 @@
 """Meta-training end to end on a tiny problem: it learns, it resumes exactly, it refuses bad runs."""
 
 import json
+import shutil
 
 import jax
 import numpy as np
@@ -74,6 +75,29 @@ def test_validation_keeps_the_theta_of_the_best_scored_step(tiny_config, tmp_pat
   late = {row["step"]: row["validation_score"] for row in read_metrics(tmp_path / "late")
           if "validation_score" in row}
   assert late == {step: scores[step] for step in (4, 6)}
+
+
+def test_a_run_can_start_from_a_saved_optimizer_and_resumes_without_it(tiny_config, tmp_path):
+  """``config.outer.init_from`` starts theta from a saved optimizer (here to go on with another
+  estimator); a resumed run reads its checkpoint, not the saved optimizer again."""
+  first = meta_train(tiny_config("--config.outer.steps=3"), tmp_path / "first", show_progress=False)
+  lopt.save(tmp_path / "saved", build_lopt(tiny_config()), first["theta"])
+  # At outer learning rate 0, theta stays where it started.
+  config = lambda *extra: tiny_config(f"--config.outer.init_from={tmp_path / 'saved'}",
+                                      "--config.estimator.name=tbptt",
+                                      "--config.outer.learning_rate=0.0", *extra)
+  meta_train(config("--config.outer.steps=2"), tmp_path / "tuned", show_progress=False)
+  shutil.rmtree(tmp_path / "saved")
+  tuned = meta_train(config("--config.outer.steps=4"), tmp_path / "tuned", show_progress=False)
+  assert [row["step"] for row in read_metrics(tmp_path / "tuned")] == [1, 2, 3, 4]
+  jax.tree.map(np.testing.assert_array_equal, tuned["theta"], first["theta"])
+  with pytest.raises(ConfigError, match="no learned optimizer at"):
+    meta_train(config(), tmp_path / "new", show_progress=False)
+  wider = build_lopt(tiny_config("--config.lopt.hidden_size=16"))
+  lopt.save(tmp_path / "wider", wider, wider.init_meta_params(jax.random.PRNGKey(0)))
+  with pytest.raises(ConfigError, match=r"holds MLPLOpt\(hidden_size=16.*but config.lopt builds"):
+    meta_train(tiny_config(f"--config.outer.init_from={tmp_path / 'wider'}"), tmp_path / "w",
+               show_progress=False)
 
 
 def test_experiment_writes_optimizer_report_and_plots(tiny_config, tmp_path):
