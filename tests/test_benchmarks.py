@@ -81,3 +81,17 @@ def test_metatrain_throughput_records_every_estimator(tmp_path):
   throughput, memory = sections.values()
   assert len(throughput) == 4  # One row per estimator.
   assert len(memory) >= 1
+
+
+def test_estimator_signal_records_every_estimator_against_the_first(tmp_path):
+  sections = _run("estimator_signal.py",
+                  ["--config", "configs/quickstart.py", "--estimators", "tbptt,truncated_es",
+                   "--warmup", "1", "--steps", "3", "--config.estimator.population=4",
+                   "--config.task.hidden_sizes=(8,)", "--config.lopt.hidden_size=8"],
+                  tmp_path / "results.md")
+  (rows,) = sections.values()
+  assert [row[4] for row in rows] == ["tbptt", "truncated_es"]
+  for row in rows:
+    _positive(row[8])  # The mean squared norm of the estimates.
+    assert float(row[10].split("±")[0]) <= 1.0
+  assert rows[0][11] == "1.000"  # The reference's cosine with itself.
