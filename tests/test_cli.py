@@ -17,7 +17,8 @@ from metatrain.metrics_log import read_metrics
 
 @pytest.mark.parametrize("override, message", [
     ("--config.outer.stepz=5", "unknown config key 'config.outer.stepz': config.outer has no "
-                               "'stepz'; valid keys: ['learning_rate', 'max_grad_norm', 'steps']"),
+                               "'stepz'; valid keys: ['init_from', 'learning_rate', "
+                               "'max_grad_norm', 'steps']"),
     ("--config.outer.steps=many", "config.outer.steps expects a int (like 6), got 'many'"),
     ("--config.task.name=imagenet", "unknown task family 'imagenet'; valid choices: "
                                     "['char_lm', 'cnn_classifier', 'mixture', 'mlp_classifier', "
