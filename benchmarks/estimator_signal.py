@@ -14,10 +14,11 @@ perturbations of every unroll since the task's reset, which multiplies the varia
 number. Truncated backprop's estimates vary only with the tasks and batches (and it estimates the
 truncated objective's gradient, not the whole training's).
 
-Theta stays fixed (``config.outer.init_from``, or a fresh draw); the population's inner trainings
-advance as in meta-training, ``--warmup`` steps untimed and unmeasured (so that they spread over
-the horizon), then ``--steps`` measured. Also reported: the cosine between each estimator's mean
-estimate over the measured steps and the first estimator's. Rows go to ``benchmarks/RESULTS.md``.
+Theta stays fixed where a new run would start it (``config.outer.init_from``, or a fresh draw); the
+population's inner trainings advance as in meta-training, ``--warmup`` steps untimed and unmeasured
+(so that they spread over the horizon), then ``--steps`` measured. Also reported: the cosine between
+each estimator's mean estimate over the measured steps and the first estimator's. Rows go to
+``benchmarks/RESULTS.md``.
 
     python benchmarks/estimator_signal.py --config configs/width_mixture.py:mup \\
       --config.outer.init_from=mulo-digits-mlp-h2000-late [--config.estimator.horizon=2000 ...]
@@ -37,6 +38,7 @@ import results  # noqa: E402
 from metatrain.config import (apply_overrides, build_lopt, build_task_family,  # noqa: E402
                               load_config, load_start_theta, parse_known_args, validate)
 from metatrain.estimators import build_estimator  # noqa: E402
+from metatrain.train import initial_theta  # noqa: E402
 
 
 def measure(config, name: str, theta, warmup: int, steps: int) -> dict:
@@ -76,9 +78,7 @@ def main(argv):
   args, overrides = parse_known_args(parser, argv)
   config = apply_overrides(load_config(args.config), overrides)
   validate(config)
-  theta = load_start_theta(config)
-  if theta is None:
-    theta = build_lopt(config).init_meta_params(jax.random.PRNGKey(config.seed))
+  theta = initial_theta(config, load_start_theta(config))
   machine = results.machine()
   print(machine)
   names = args.estimators.split(",")

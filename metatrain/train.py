@@ -43,13 +43,22 @@ def build_meta_optimizer(config: ConfigDict) -> optax.GradientTransformation:
       max_consecutive_errors=10)
 
 
+def _seed_keys(config: ConfigDict) -> tuple[jax.Array, jax.Array]:
+  """The keys of a new run's theta and of its population, from ``config.seed``."""
+  return tuple(jax.random.split(jax.random.PRNGKey(config.seed)))
+
+
+def initial_theta(config: ConfigDict, saved=None):
+  """The theta a new run starts from: ``saved`` (``load_start_theta``), or a fresh draw."""
+  return build_lopt(config).init_meta_params(_seed_keys(config)[0]) if saved is None else saved
+
+
 def init_state(config: ConfigDict, estimator, meta_optimizer: optax.GradientTransformation,
                data, start_theta=None) -> dict[str, Any]:
-  """The state of a new run: theta is ``start_theta`` (``load_start_theta``), or a fresh draw."""
-  theta_key, population_key = jax.random.split(jax.random.PRNGKey(config.seed))
-  theta = build_lopt(config).init_meta_params(theta_key) if start_theta is None else start_theta
+  """The state of a new run: theta is ``initial_theta(config, start_theta)``."""
+  theta = initial_theta(config, start_theta)
   return {"theta": theta, "meta_opt_state": meta_optimizer.init(theta),
-          "estimator_state": estimator.init(theta, data, population_key),
+          "estimator_state": estimator.init(theta, data, _seed_keys(config)[1]),
           "step": jnp.zeros((), jnp.int32)}
 
 
