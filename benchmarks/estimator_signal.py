@@ -95,11 +95,12 @@ def main(argv):
         "Meta-gradient signal per estimator (benchmarks/estimator_signal.py)",
         ["date", "machine", "config", "theta", "estimator", "population", "unroll / horizon",
          "dim theta", "mean squared norm", "mean variance", "signal fraction",
-         f"cosine of mean to {names[0]}", "s/step", "note"],
+         "cosine of mean to the first estimator's", "s/step", "note"],
         [results.today(), machine, f"`{args.config}` {' '.join(overrides)}",
          config.outer.init_from or "fresh", name, str(est.population),
          f"{est.unroll_length} / {est.horizon}", str(m["mean"].size), f"{m['square']:.4g}",
-         f"{m['variance']:.4g}", f"{m['fraction']:.3f} ± {m['error']:.3f}", f"{cosine:.3f}",
+         f"{m['variance']:.4g}", f"{m['fraction']:.3f} ± {m['error']:.3f}",
+         f"{cosine:.3f} (to {names[0]})",
          f"{m['seconds']:.2f}", args.note])
 
 
