@@ -34,8 +34,10 @@ def get_config() -> ConfigDict:
                                      loss_weight_power=0.0, remat=False))
   # The meta-optimizer: Adam on theta, with the meta-gradient clipped by global norm. init_from: a
   # shipped optimizer's name or a lopt.save directory to start theta from (fine-tuning; "": fresh).
+  # max_seconds > 0: stop this process's meta-training after that many seconds (a machine lent for
+  # a while), checkpoint and export as at the last step; --resume continues it later (0: no limit).
   config.outer = ConfigDict(dict(steps=1000, learning_rate=3e-3, max_grad_norm=1.0,
-                                 init_from=""))
+                                 init_from="", max_seconds=0.0))
   config.checkpoint_every = 50
 
   # Evaluation on held-out task seeds against Adam tuned on a log grid of learning rates.

@@ -37,7 +37,7 @@ def get_config(parametrization: str = "mup") -> ConfigDict:
                                      meta_loss="train", normalization="relative",
                                      loss_weight_power=0.0, remat=False))
   config.outer = ConfigDict(dict(steps=5000, learning_rate=1e-3, max_grad_norm=1.0,
-                                 init_from=""))
+                                 init_from="", max_seconds=0.0))
   config.checkpoint_every = 250
 
   config.eval = ConfigDict(dict(num_seeds=8, adam_learning_rates=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2,

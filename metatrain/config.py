@@ -241,6 +241,8 @@ def validate(config: ConfigDict) -> None:
   _require(est.meta_loss in META_LOSSES,
            f"unknown meta_loss '{est.meta_loss}'; valid choices: {list(META_LOSSES)}")
   _require(config.outer.steps >= 1, f"config.outer.steps must be >= 1, got {config.outer.steps}")
+  _require(config.outer.max_seconds >= 0, "config.outer.max_seconds must be >= 0 (0: no time "
+           f"limit), got {config.outer.max_seconds}")
   _require(config.checkpoint_every >= 1,
            f"config.checkpoint_every must be >= 1, got {config.checkpoint_every}")
   _require(config.eval.num_seeds >= 1, f"config.eval.num_seeds must be >= 1")

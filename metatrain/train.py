@@ -6,7 +6,9 @@ argument of every jitted step, never part of the checkpointed state); start (or 
 last orbax checkpoint) the meta-training state; then each outer step draws its key from the step
 number, estimates the meta-gradient over the population, updates theta, scores it on validation
 tasks every ``config.eval.validate_every`` steps (keeping the best, ``metatrain.selection``), logs
-and checkpoints.
+and checkpoints. With ``config.outer.max_seconds`` set, the loop stops early once this process has
+spent that long (checkpointing the step it stopped at), so that a run fits a machine lent for a
+while and continues later from there.
 Because every key is a function of the seed and the step, a run resumed from a checkpoint writes
 exactly the metrics an uninterrupted run writes.
 """
@@ -14,13 +16,14 @@ exactly the metrics an uninterrupted run writes.
 import functools
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 from ml_collections import ConfigDict
 from tqdm import tqdm
 
@@ -126,6 +129,22 @@ def _restore(manager: ocp.CheckpointManager, like: dict[str, Any],
     raise unreadable(e) from None
 
 
+def _time_limit(max_seconds: float) -> Callable[[], bool]:
+  """A check of whether ``max_seconds`` (0: no limit) have passed since this call; every process
+  of a multi-process run gets process 0's answer, so that all stop at the same step."""
+  deadline = time.perf_counter() + max_seconds
+
+  def out_of_time() -> bool:
+    if not max_seconds:
+      return False
+    late = np.bool_(time.perf_counter() >= deadline)
+    if jax.process_count() > 1:
+      late = multihost_utils.broadcast_one_to_all(late)
+    return bool(late)
+
+  return out_of_time
+
+
 def meta_train(config: ConfigDict, run_dir: Path, show_progress: bool = True) -> dict[str, Any]:
   """Meta-trains to ``config.outer.steps`` outer steps in ``run_dir``; returns the final state.
 
@@ -134,6 +153,7 @@ def meta_train(config: ConfigDict, run_dir: Path, show_progress: bool = True) ->
   (``metatrain.selection``).
   Every process of a multi-process run calls this; only process 0 writes metrics.
   """
+  out_of_time = _time_limit(config.outer.max_seconds)  # Building and restoring count too.
   family = build_task_family(config)
   estimator = build_estimator(config, family, build_lopt(config))
   meta_optimizer = build_meta_optimizer(config)
@@ -196,9 +216,12 @@ def meta_train(config: ConfigDict, run_dir: Path, show_progress: bool = True) ->
         log.write(step, metrics)
       bar.set_postfix(meta_loss=f"{metrics['meta_loss']:.4f}")
       bar.update()
-      if step % config.checkpoint_every == 0 or step == steps:
+      stop = out_of_time()
+      if step % config.checkpoint_every == 0 or step == steps or stop:
         manager.save(step, args=ocp.args.StandardSave(
             {**state, **kept, "seconds": np.asarray(seconds, np.float32)}))
+      if stop:
+        break
   manager.wait_until_finished()
   manager.close()
   if log:

@@ -18,7 +18,7 @@ from metatrain.metrics_log import read_metrics
 @pytest.mark.parametrize("override, message", [
     ("--config.outer.stepz=5", "unknown config key 'config.outer.stepz': config.outer has no "
                                "'stepz'; valid keys: ['init_from', 'learning_rate', "
-                               "'max_grad_norm', 'steps']"),
+                               "'max_grad_norm', 'max_seconds', 'steps']"),
     ("--config.outer.steps=many", "config.outer.steps expects a int (like 6), got 'many'"),
     ("--config.task.name=imagenet", "unknown task family 'imagenet'; valid choices: "
                                     "['char_lm', 'cnn_classifier', 'mixture', 'mlp_classifier', "
@@ -37,6 +37,8 @@ from metatrain.metrics_log import read_metrics
     ("--config.estimator.unroll_length=50", "unroll_length (50) is longer than the horizon (20)"),
     ("--config.estimator.loss_weight_power=-1",
      "config.estimator.loss_weight_power must be >= 0, got -1"),
+    ("--config.outer.max_seconds=-5", "config.outer.max_seconds must be >= 0 (0: no time limit), "
+                                      "got -5"),
 ])
 def test_bad_input_gives_one_clear_error_and_writes_nothing(override, message, tmp_path, capsys):
   code = main(["--config", str(QUICKSTART), "--workdir", str(tmp_path), *TINY_OVERRIDES, override])

@@ -50,6 +50,16 @@ def test_resumed_run_gives_identical_metrics_and_theta(estimator, tiny_config, t
   jax.tree.map(np.testing.assert_array_equal, resumed["best"], uninterrupted["best"])
 
 
+def test_a_time_limited_run_stops_early_and_resumes_to_the_same_theta(tiny_config, tmp_path):
+  uninterrupted = meta_train(tiny_config(), tmp_path / "a", show_progress=False)
+  stopped = meta_train(tiny_config("--config.outer.max_seconds=1e-9"), tmp_path / "b",
+                       show_progress=False)
+  assert int(stopped["step"]) == 1  # Out of time after the first step, checkpointed there.
+  resumed = meta_train(tiny_config(), tmp_path / "b", show_progress=False)
+  assert read_metrics(tmp_path / "b") == read_metrics(tmp_path / "a")
+  jax.tree.map(np.testing.assert_array_equal, resumed["theta"], uninterrupted["theta"])
+
+
 def test_validation_keeps_the_theta_of_the_best_scored_step(tiny_config, tmp_path):
   config = tiny_config("--config.eval.validate_every=2", "--config.eval.validation_seeds=3")
   state = meta_train(config, tmp_path / "full", show_progress=False)
