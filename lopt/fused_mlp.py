@@ -10,6 +10,7 @@ two outputs ``(d, a)``, so memory sees ``4 * (F + 2)`` bytes per parameter.
 The kernel is written with ``jax.experimental.pallas`` for its Triton backend (chosen by its
 ``CompilerParams``; JAX's default GPU backend, Mosaic GPU, copies at most 256 rows at a time): on a
 GPU it compiles through Triton, on a CPU it runs in Pallas's interpreter (correct, slow: for tests).
+On a GPU its float32 matmuls, like XLA's, run in TF32 by default (products rounded to ~1e-3).
 Triton's arrays have power-of-two sides and its matmuls sides of at least 16, so the feature axis is
 zero-padded to a power of two of at least 16 (zero rows of the first weight matrix make the padding
 inert); the output layer is two dot products per row rather than a matmul, and its bias is added
