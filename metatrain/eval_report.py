@@ -190,12 +190,15 @@ def _grid_text(grids: dict[str, list[dict[str, float]]]) -> list[str]:
 
 
 def _edge_note(result: dict[str, Any]) -> str:
-  """' (edge of the grid)' if a tuned value is the smallest or largest of its grid."""
+  """' (learning rate at the grid's edge)' (or another hyperparameter's name) if a tuned value is
+  the smallest or largest of a grid of three values or more: the baseline might do better outside
+  it. With two values every choice is an edge, which says nothing, so such a grid is not named."""
+  edges = []
   for key, value in result["hyperparameters"].items():
     values = sorted({p[key] for p in result["grid"]})
-    if len(values) > 1 and value in (values[0], values[-1]):
-      return " (edge of the grid)"
-  return ""
+    if len(values) > 2 and value in (values[0], values[-1]):
+      edges.append(key.replace("_", " "))
+  return f" ({' and '.join(edges)} at the grid's edge)" if edges else ""
 
 
 def _header(record: dict[str, Any]) -> str:

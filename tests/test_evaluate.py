@@ -272,6 +272,16 @@ def test_score_counts_wins_and_normalised_losses_and_diverged_runs():
   assert score["test_loss"]["wins"] == 0 and score["test_loss"]["mean_normalised"] == 2.0
 
 
+@pytest.mark.parametrize("best,note", [
+    ({"learning_rate": 1e-3, "weight_decay": 0.1}, " (learning rate at the grid's edge)"),
+    ({"learning_rate": 1e-2, "weight_decay": 0.1}, ""),  # Two weight decays: no edge to speak of.
+    ({"learning_rate": 1e-1, "weight_decay": 1e-3}, " (learning rate at the grid's edge)")])
+def test_a_baseline_tuned_at_the_edge_of_its_learning_rate_grid_is_flagged(best, note):
+  grid = [{"learning_rate": lr, "weight_decay": wd} for lr in (1e-3, 1e-2, 1e-1)
+          for wd in (1e-3, 0.1)]
+  assert eval_report._edge_note({"hyperparameters": best, "grid": grid}) == note
+
+
 def test_ship_writes_the_optimizer_with_its_evaluation_on_the_card(saved_lo, tmp_path, monkeypatch):
   monkeypatch.setattr(evaluate, "evaluate_task", _fake_result)
   workdir = tmp_path / "eval"
