@@ -61,10 +61,12 @@ def test_two_processes_give_the_theta_of_one_device(tmp_path, one_device_theta):
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
+  # A time limit never reached: every step the processes agree, through process 0, to go on.
   processes = [subprocess.Popen(
       _command(tmp_path, "--config.distributed.num_processes=2",
                f"--config.distributed.process_id={i}",
-               f"--config.distributed.coordinator_address=127.0.0.1:{port}"),
+               f"--config.distributed.coordinator_address=127.0.0.1:{port}",
+               "--config.outer.max_seconds=1e6"),
       cwd=REPO, env=_env(4), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
       for i in range(2)]
   outputs = [p.communicate(timeout=600)[0] for p in processes]
