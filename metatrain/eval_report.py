@@ -189,6 +189,13 @@ def _grid_text(grids: dict[str, list[dict[str, float]]]) -> list[str]:
   return lines
 
 
+def _extension_text(extensions: int) -> str:
+  if not extensions:
+    return ""
+  return (" A best learning rate at an end of its grid extended the grid past that end, up to "
+          f"{extensions} time{'s' if extensions > 1 else ''} (results.json lists every point run).")
+
+
 def _edge_note(result: dict[str, Any]) -> str:
   """' (learning rate at the grid's edge)' (or another hyperparameter's name) if a tuned value is
   the smallest or largest of a grid of three values or more: the baseline might do better outside
@@ -218,7 +225,8 @@ def _header(record: dict[str, Any]) -> str:
           f"and `{record['schedule']}` schedule, on the same step budget as the learned optimizer "
           "(the task's, in the table; the learned optimizer is told it as its `num_steps`). The "
           "tuned point has the lowest mean final training loss over the seeds; a diverged run "
-          f"never wins. Every optimizer trains the same {record['seeds']} held-out tasks per task "
+          f"never wins.{_extension_text(record.get('grid_extensions', 0))} Every optimizer "
+          f"trains the same {record['seeds']} held-out tasks per task "
           f"(seeds from `eval_keys({record['seed']}, {record['seeds']})`: task draw, "
           "initialisation and batch order). Final losses are on the whole train and test splits; "
           "mean ± std over seeds.")

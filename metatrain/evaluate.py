@@ -114,7 +114,7 @@ def tune_adam(family: TaskFamily, keys: jax.Array, num_steps: int,
 
 def tune_baseline(family: TaskFamily, keys: jax.Array, num_steps: int, name: str,
                   points: list[dict[str, float]], warmup_fraction: float = 0.05,
-                  schedule: str = "warmup_cosine") -> dict[str, Any]:
+                  schedule: str = "warmup_cosine", extensions: int = 0) -> dict[str, Any]:
   """Runs the baseline ``name`` at every point of ``points`` (keyword arguments of
   ``lopt.make_baseline``, as ``lopt.search_space`` gives them) on every task.
 
@@ -122,13 +122,18 @@ def tune_baseline(family: TaskFamily, keys: jax.Array, num_steps: int, name: str
   ``runs``. Points that differ only in learning rate share one program with the learning rate as a
   ``vmap`` axis: the baseline is built with learning rate 1 and its update multiplied by the
   learning rate, the same update since the schedule is linear in its peak value.
+
+  A best learning rate at either end of three or more means the baseline may do better past it:
+  up to ``extensions`` times, the grid then gets the next learning rate past that end (the end
+  times the ratio of the end to its neighbour), with every value of the other hyperparameters.
   """
   groups: dict[tuple, list[float]] = {}
   for point in points:
     rest = tuple(sorted((k, v) for k, v in point.items() if k != "learning_rate"))
     groups.setdefault(rest, []).append(point["learning_rate"])
   grid, runs = [], []
-  for rest, learning_rates in groups.items():
+
+  def run_points(rest: tuple, learning_rates: list[float]) -> None:
     base = lopt.make_baseline(name, 1.0, num_steps, warmup_fraction=warmup_fraction,
                               schedule=schedule, **dict(rest))
     group = run_grid(family, lambda lr: optax.chain(base, optax.scale(lr)), learning_rates, keys,
@@ -136,11 +141,31 @@ def tune_baseline(family: TaskFamily, keys: jax.Array, num_steps: int, name: str
     for i, learning_rate in enumerate(learning_rates):
       grid.append({"learning_rate": learning_rate, **dict(rest)})
       runs.append(jax.tree.map(lambda a: a[i], group))
+
+  for rest, learning_rates in groups.items():
+    run_points(rest, learning_rates)
   score, best = _select(np.stack([r["train_loss"] for r in runs]))
+  for _ in range(extensions):
+    beyond = _past_the_edge(sorted({p["learning_rate"] for p in grid}),
+                            grid[best]["learning_rate"])
+    if beyond is None:
+      break
+    for rest in groups:
+      run_points(rest, [beyond])
+    score, best = _select(np.stack([r["train_loss"] for r in runs]))
   for point, loss in zip(grid, score):
     point["mean_final_train_loss"] = loss if np.isfinite(loss) else None
   hyperparameters = {k: v for k, v in grid[best].items() if k != "mean_final_train_loss"}
   return {"grid": grid, "best": hyperparameters, "runs": runs[best]}
+
+
+def _past_the_edge(learning_rates: list[float], best: float) -> float | None:
+  """The learning rate one step past the end of the sorted ``learning_rates`` that ``best`` is
+  at, or None if it is inside them (or they are too few to have an inside)."""
+  if len(learning_rates) < 3 or learning_rates[0] < best < learning_rates[-1]:
+    return None
+  end, neighbour = learning_rates[:2] if best == learning_rates[0] else learning_rates[:-3:-1]
+  return end * end / neighbour
 
 
 def default_config() -> ConfigDict:
@@ -165,6 +190,9 @@ def default_config() -> ConfigDict:
   # Every baseline's schedule (lopt.learning_rate_schedule): linear warmup, then cosine decay to 0.
   config.warmup_fraction = 0.05
   config.schedule = "warmup_cosine"
+  # A best learning rate at an end of its grid extends the grid past that end, up to this many
+  # times (see tune_baseline; 0: the grid as given).
+  config.grid_extensions = 2
   # A directory where tuned baselines are kept for other evaluations on the same tasks ("": none).
   config.baseline_cache = ""
   # Names of the suite's tasks to leave out this time (listed in the report with the reason); the
@@ -194,6 +222,8 @@ def validate(config: ConfigDict) -> None:
     raise ConfigError(f"unknown suite '{config.suite}'; valid suites: {list(suites.SUITES)}")
   if config.seeds < 1:
     raise ConfigError(f"config.seeds must be >= 1, got {config.seeds}")
+  if config.grid_extensions < 0:
+    raise ConfigError(f"config.grid_extensions must be >= 0, got {config.grid_extensions}")
   if not config.steps_multiplier > 0:
     raise ConfigError(f"config.steps_multiplier must be > 0, got {config.steps_multiplier}")
   if REFERENCE not in config.baselines:
@@ -238,7 +268,7 @@ def evaluate_task(spec: suites.TaskSpec, optimizer: str, config: ConfigDict, lo_
     tx = lopt.load(lo_path, num_steps=spec.num_steps, roles=family_roles(family))
     return {"hyperparameters": {}, **_runs_json(train_population(family, tx, keys, spec.num_steps))}
   tuned = tune_baseline(family, keys, spec.num_steps, optimizer, grid_points(config, optimizer),
-                        config.warmup_fraction, config.schedule)
+                        config.warmup_fraction, config.schedule, config.grid_extensions)
   return {"hyperparameters": tuned["best"], "grid": tuned["grid"], **_runs_json(tuned["runs"])}
 
 
@@ -249,6 +279,7 @@ def baseline_key(spec: suites.TaskSpec, optimizer: str, config: ConfigDict) -> s
               "num_steps": spec.num_steps, "optimizer": optimizer,
               "grid": grid_points(config, optimizer), "seed": config.seed, "seeds": config.seeds,
               "warmup_fraction": config.warmup_fraction, "schedule": config.schedule,
+              "grid_extensions": config.grid_extensions,
               "versions": [importlib.metadata.version("learned-optimizers"), jax.__version__]}
   digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
   return f"{optimizer}-{spec.family}-{digest[:24]}"

@@ -253,6 +253,26 @@ def test_tuning_keeps_the_best_finite_point_and_matches_the_plain_baseline():
   np.testing.assert_allclose(tuned["runs"]["train_loss"], plain["train_loss"], rtol=1e-5)
 
 
+def test_a_best_learning_rate_at_the_grid_s_end_extends_the_grid_past_it():
+  spec = suites.TaskSpec("quadratic", "quadratic", {"dim": 4}, 10)
+  family, keys = spec.make_family(), evaluate.eval_keys(0, 2)
+  points = [{"learning_rate": lr} for lr in (1e-4, 1e-3, 1e-2)]  # Too small for 10 steps.
+  as_given = evaluate.tune_baseline(family, keys, 10, "sgd", points)
+  assert as_given["best"] == {"learning_rate": 1e-2} and len(as_given["grid"]) == 3
+  extended = evaluate.tune_baseline(family, keys, 10, "sgd", points, extensions=2)
+  assert [p["learning_rate"] for p in extended["grid"]] == pytest.approx([1e-4, 1e-3, 1e-2, 0.1, 1])
+  assert extended["best"]["learning_rate"] > 1e-2
+  assert (extended["grid"][3]["mean_final_train_loss"]
+          < extended["grid"][2]["mean_final_train_loss"])
+
+
+@pytest.mark.parametrize("learning_rates,best,beyond", [
+    ((1e-3, 3e-3, 1e-2), 1e-3, 1e-3 / 3), ((1e-3, 3e-3, 1e-2), 1e-2, 1e-2 * 1e-2 / 3e-3),
+    ((1e-3, 3e-3, 1e-2), 3e-3, None), ((1e-3, 1e-2), 1e-2, None)])
+def test_the_learning_rate_past_the_edge_continues_the_grid_s_ratio(learning_rates, best, beyond):
+  assert evaluate._past_the_edge(list(learning_rates), best) == pytest.approx(beyond)
+
+
 def test_score_counts_wins_and_normalised_losses_and_diverged_runs():
   def result(train, test):
     return {"final": {"train_loss": train, "test_loss": test},
