@@ -215,8 +215,8 @@ def update_part(args, machine):
     flops = f"{lo.flops_per_parameter:,}" if lo else "-"
     fraction = (f"{lo.flops_per_parameter * num_params / seconds[label] / matmul_flops:.1%}"
                 if lo else "-")
-    row = [results.today(), machine, f"{num_params:,}", label, f"{seconds[label] * 1e3:.2f}",
-           f"{seconds[label] / adam_seconds:.1f}x",
+    row = [results.today(), machine, f"{num_params:,}", label, results.milliseconds(seconds[label]),
+           results.ratio(seconds[label] / adam_seconds),
            f"{state_bytes(tx, params) / adam_bytes:.3g}", flops, fraction, args.note]
     print(" | ".join(row[3:]))
     results.record(UPDATE_SECTION, UPDATE_HEADER, row)
@@ -236,7 +236,7 @@ def step_part(args, machine):
     for label, (_, lo) in entries.items():
       ratio = seconds[label] / adam_seconds
       row = [results.today(), machine, description, parameters, per_step, label,
-             f"{seconds[label] * 1e3:.2f}", f"{ratio:.2f}x", args.note]
+             results.milliseconds(seconds[label]), results.ratio(ratio), args.note]
       verdict = f" | target <= {TARGET}x Adam: {'met' if ratio <= TARGET else 'missed'}"
       print(" | ".join(row[5:8]) + (verdict if lo and check_target else ""))
       results.record(STEP_SECTION, STEP_HEADER, row)

@@ -67,9 +67,9 @@ def main(argv):
   print(f"on {machine}: {num_params:,} parameters, Adam {seconds['adam'] * 1e3:.2f} ms")
   for variant in args.mlp_variants:
     update, network = seconds[f"update {variant}"], seconds[variant]
-    row = [results.today(), machine, f"{num_params:,}", variant, f"{seconds['adam'] * 1e3:.2f}",
-           f"{update * 1e3:.2f}", f"{network * 1e3:.2f}", f"{(update - network) * 1e3:.2f}",
-           f"{update / seconds['adam']:.1f}x", args.note]
+    row = [results.today(), machine, f"{num_params:,}", variant,
+           *map(results.milliseconds, (seconds["adam"], update, network, update - network)),
+           results.ratio(update / seconds["adam"]), args.note]
     print(" | ".join(row[3:]))
     results.record(SECTION, HEADER, row)
 

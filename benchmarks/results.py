@@ -94,6 +94,17 @@ def record(section: str, header: list[str], row: list[str]) -> None:
   RESULTS.write_text(text)
 
 
+def milliseconds(seconds: float) -> str:
+  """A time as recorded, in milliseconds to three significant digits (a fast call never reads 0)."""
+  return f"{seconds * 1e3:.3g}"
+
+
+def ratio(value: float) -> str:
+  """A ratio as recorded, e.g. ``13.1x`` or ``0.0423x``: three significant digits, so that a small
+  ratio never rounds to zero."""
+  return f"{value:.3g}x"
+
+
 def today() -> str:
   """Today's date, ISO 8601."""
   return datetime.date.today().isoformat()

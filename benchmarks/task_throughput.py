@@ -74,7 +74,7 @@ def main(argv):
         ["date", "machine", "family", "steps/s P=1", "steps/s P=8", "steps/s P=32",
          "P=8 / P=1", "P=32 / P=1"],
         [results.today(), machine, name] + [f"{r:.0f}" for r in rates]
-        + [f"{x:.1f}x" for x in ratios[1:]])
+        + [results.ratio(x) for x in ratios[1:]])
 
 
 if __name__ == "__main__":
