@@ -196,14 +196,19 @@ def _extension_text(extensions: int) -> str:
           f"{extensions} time{'s' if extensions > 1 else ''} (results.json lists every point run).")
 
 
+def at_grid_end(values: list[float], value: float) -> bool:
+  """Whether ``value`` is the smallest or largest of the sorted grid ``values``, three or more: a
+  baseline tuned there might do better outside the grid. With two values every choice is an end,
+  which says nothing."""
+  return len(values) > 2 and value in (values[0], values[-1])
+
+
 def _edge_note(result: dict[str, Any]) -> str:
-  """' (learning rate at the grid's edge)' (or another hyperparameter's name) if a tuned value is
-  the smallest or largest of a grid of three values or more: the baseline might do better outside
-  it. With two values every choice is an edge, which says nothing, so such a grid is not named."""
+  """' (learning rate at the grid's edge)' (or another hyperparameter's name) for each tuned value
+  ``at_grid_end`` of its grid."""
   edges = []
   for key, value in result["hyperparameters"].items():
-    values = sorted({p[key] for p in result["grid"]})
-    if len(values) > 2 and value in (values[0], values[-1]):
+    if at_grid_end(sorted({p[key] for p in result["grid"]}), value):
       edges.append(key.replace("_", " "))
   return f" ({' and '.join(edges)} at the grid's edge)" if edges else ""
 

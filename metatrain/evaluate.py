@@ -161,8 +161,8 @@ def tune_baseline(family: TaskFamily, keys: jax.Array, num_steps: int, name: str
 
 def _past_the_edge(learning_rates: list[float], best: float) -> float | None:
   """The learning rate one step past the end of the sorted ``learning_rates`` that ``best`` is
-  at, or None if it is inside them (or they are too few to have an inside)."""
-  if len(learning_rates) < 3 or learning_rates[0] < best < learning_rates[-1]:
+  at, or None if it is not ``eval_report.at_grid_end``."""
+  if not eval_report.at_grid_end(learning_rates, best):
     return None
   end, neighbour = learning_rates[:2] if best == learning_rates[0] else learning_rates[:-3:-1]
   return end * end / neighbour
