@@ -8,6 +8,8 @@
 ``lopt.pretrained(name)`` loads an optimizer shipped in ``checkpoints/`` by name
 (``lopt.pretrained_names()``). μP-aware optimizers (``"mu_mlp"``, ``"mu_adafac_mlp"``) read the
 parameters' roles: pass ``roles=`` (e.g. ``Task.roles(params)``) or let ``lopt.infer_roles`` guess.
+The direction-only ``"ortho_mlp"`` takes its learning rate and weight decay from outside, as AdamW
+does: ``lopt.load(path, learning_rate=3e-3, weight_decay=0.1)`` (a float or an optax schedule).
 
 Hand-designed baselines (Adam, AdamW, Lion, SGD with momentum, Adafactor) with warmup + cosine
 schedules come from ``lopt.make_baseline``; ``lopt.search_space`` gives the grids to tune them on.
@@ -20,6 +22,7 @@ from lopt.checkpoint import CheckpointError, load, load_meta_params, read_card, 
 from lopt.mlp_lopt import MLPLOpt, MLPLOptState
 from lopt.mu_lopt import MuAdafacMLPLOpt, MuLOptState, MuMLPLOpt
 from lopt.optax_export import as_optax
+from lopt.ortho_mlp_lopt import OrthoMLPLOpt, OrthoMLPLOptState
 from lopt.shipped import pretrained, pretrained_names
 from lopt.registry import ARCHITECTURES, make
 from lopt.roles import ROLES, infer_roles
@@ -27,6 +30,7 @@ from lopt.velo_lopt import VeLOLOpt, VeLOLOptState
 
 __all__ = ["ARCHITECTURES", "AdafacMLPLOpt", "AdafacMLPLOptState", "BASELINES", "CheckpointError",
            "LearnedOptimizer", "MLPLOpt", "MLPLOptState", "as_optax", "learning_rate_schedule",
-           "load", "load_meta_params", "make", "make_baseline", "read_card", "save", "search_space",
+           "load", "load_meta_params", "make", "make_baseline", "OrthoMLPLOpt",
+           "OrthoMLPLOptState", "read_card", "save", "search_space",
            "VeLOLOpt", "VeLOLOptState", "MuAdafacMLPLOpt", "MuLOptState", "MuMLPLOpt",
            "ROLES", "infer_roles", "pretrained", "pretrained_names"]

@@ -133,17 +133,19 @@ def load_meta_params(path: str | os.PathLike, expected_architecture: str | None 
   return lopt, theta, card
 
 
-def load(path: str | os.PathLike, num_steps: int | None = None, roles: Params | None = None
+def load(path: str | os.PathLike, num_steps: int | None = None, roles: Params | None = None,
+         learning_rate: float | optax.Schedule | None = None, weight_decay: float | None = None
          ) -> optax.GradientTransformationExtraArgs:
   """Loads the optimizer saved at ``path`` as an optax transformation.
 
   ``num_steps`` is the training length to plan for; by default the ``num_steps`` recorded in the
   card's metadata (the horizon it was meta-trained on). ``roles`` are the parameters' roles for a
-  μP-aware optimizer (``as_optax``).
+  μP-aware optimizer; ``learning_rate`` and ``weight_decay`` those of an optimizer that takes them
+  from outside (``"ortho_mlp"``; by default the card's): see ``as_optax``.
   """
   lopt, theta, card = load_meta_params(path)
   if num_steps is None:
     num_steps = card["metadata"].get("num_steps")
     if num_steps is None:
       raise CheckpointError(f"the card of '{path}' records no num_steps: pass num_steps=")
-  return as_optax(lopt, theta, num_steps, roles)
+  return as_optax(lopt, theta, num_steps, roles, learning_rate, weight_decay)

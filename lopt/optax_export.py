@@ -1,12 +1,16 @@
 """Exports a learned optimizer with fixed meta-parameters as a plain optax transformation."""
 
+import dataclasses
+
 import optax
 
 from lopt.base import LearnedOptimizer, MetaParams, Params
+from lopt.ortho_mlp_lopt import check_learning_rate
 
 
 def as_optax(lopt: LearnedOptimizer, theta: MetaParams, num_steps: int,
-             roles: Params | None = None) -> optax.GradientTransformationExtraArgs:
+             roles: Params | None = None, learning_rate: float | optax.Schedule | None = None,
+             weight_decay: float | None = None) -> optax.GradientTransformationExtraArgs:
   """Returns ``lopt`` with meta-parameters ``theta`` as an optax transformation.
 
   ``num_steps`` is the length of the training the optimizer plans for (its progress features read
@@ -25,9 +29,15 @@ def as_optax(lopt: LearnedOptimizer, theta: MetaParams, num_steps: int,
 
   ``roles`` is a pytree like the parameters of role strings (``lopt.roles``) for μP-aware
   architectures (μLO), which infer them from the parameters when it is ``None``; others ignore it.
+
+  ``learning_rate`` (a float, the peak of a warmup + cosine schedule over ``num_steps``, or an
+  optax schedule) and ``weight_decay`` (decoupled, as AdamW's) are for architectures that take
+  them from outside (``takes_learning_rate``, e.g. ``"ortho_mlp"``); ``None`` keeps the ones it
+  was meta-trained with. A schedule must last the ``num_steps`` planned.
   """
   if isinstance(num_steps, int) and num_steps < 1:
     raise ValueError(f"num_steps must be a positive number of training steps, got {num_steps}")
+  lopt = with_learning_rate(lopt, learning_rate, weight_decay, num_steps)
 
   def init_fn(params):
     return lopt.init(theta, params, num_steps, roles)
@@ -40,3 +50,26 @@ def as_optax(lopt: LearnedOptimizer, theta: MetaParams, num_steps: int,
     return lopt.update(theta, state, updates, params, value)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def with_learning_rate(lopt: LearnedOptimizer, learning_rate, weight_decay, num_steps
+                       ) -> LearnedOptimizer:
+  """``lopt`` with ``learning_rate`` and ``weight_decay`` set where they are not ``None``;
+  ``ValueError`` for an architecture that learns its own step size, a bad value, or a schedule
+  that is 0 on the last two of ``num_steps`` steps (it ended before the training does)."""
+  if learning_rate is None and weight_decay is None:
+    return lopt
+  if not getattr(lopt, "takes_learning_rate", False):
+    raise ValueError(f"the learned optimizer '{lopt.name}' learns its own step size and takes no "
+                     "learning_rate= or weight_decay=; compose it with optax (e.g. "
+                     "optax.chain(tx, optax.scale(0.5))) or use an architecture that takes them, "
+                     "such as 'ortho_mlp'")
+  learning_rate = lopt.learning_rate if learning_rate is None else learning_rate
+  weight_decay = lopt.weight_decay if weight_decay is None else weight_decay
+  check_learning_rate(learning_rate, weight_decay, "as_optax")
+  if callable(learning_rate) and isinstance(num_steps, int) and num_steps >= 2:
+    if float(learning_rate(num_steps - 1)) == 0.0 == float(learning_rate(num_steps - 2)):
+      raise ValueError(f"the learning-rate schedule is 0 at steps {num_steps - 2} and "
+                       f"{num_steps - 1} of the {num_steps} planned: it ends before the training "
+                       "does; build it for num_steps steps")
+  return dataclasses.replace(lopt, learning_rate=learning_rate, weight_decay=float(weight_decay))

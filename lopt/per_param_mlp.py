@@ -37,10 +37,10 @@ def check_size(owner: str, hidden_size: int, num_hidden_layers: int) -> None:
 
 
 def init(key: jax.Array, num_features: int, hidden_size: int, num_hidden_layers: int,
-         passthrough_feature: int) -> MLPParams:
-  """Returns ``{"linear_i": {"w", "b"}}``; the direction output starts as ``-x[passthrough_feature]``.
-  """
-  sizes = [num_features] + [hidden_size] * num_hidden_layers + [2]
+         passthrough_feature: int, num_outputs: int = 2) -> MLPParams:
+  """Returns ``{"linear_i": {"w", "b"}}``; the direction output (the first of ``num_outputs``)
+  starts as ``-x[passthrough_feature]``."""
+  sizes = [num_features] + [hidden_size] * num_hidden_layers + [num_outputs]
   keys = jax.random.split(key, len(sizes) - 1)
   theta = {}
   for i, (k, fan_in, fan_out) in enumerate(zip(keys, sizes[:-1], sizes[1:])):
@@ -122,7 +122,8 @@ def update_from_output(out: jax.Array, step_mult: float, exp_mult: float) -> jax
   return step_mult * direction * jnp.exp(exp_mult * log_magnitude)
 
 
-def flops_per_parameter(num_features: int, hidden_size: int, num_hidden_layers: int) -> int:
+def flops_per_parameter(num_features: int, hidden_size: int, num_hidden_layers: int,
+                        num_outputs: int = 2) -> int:
   """The network's multiply-adds for one parameter, 2 FLOPs each (biases and ReLUs not counted)."""
-  sizes = [num_features] + [hidden_size] * num_hidden_layers + [2]
+  sizes = [num_features] + [hidden_size] * num_hidden_layers + [num_outputs]
   return sum(2 * fan_in * fan_out for fan_in, fan_out in zip(sizes[:-1], sizes[1:]))

@@ -7,10 +7,12 @@ from lopt.adafac_mlp_lopt import AdafacMLPLOpt
 from lopt.base import LearnedOptimizer
 from lopt.mlp_lopt import MLPLOpt
 from lopt.mu_lopt import MuAdafacMLPLOpt, MuMLPLOpt
+from lopt.ortho_mlp_lopt import OrthoMLPLOpt
 from lopt.velo_lopt import VeLOLOpt
 
 ARCHITECTURES: dict[str, type] = {cls.name: cls for cls in (MLPLOpt, AdafacMLPLOpt, VeLOLOpt,
-                                                             MuMLPLOpt, MuAdafacMLPLOpt)}
+                                                             MuMLPLOpt, MuAdafacMLPLOpt,
+                                                             OrthoMLPLOpt)}
 
 
 def make(name: str, **hyperparameters: Any) -> LearnedOptimizer:

@@ -29,8 +29,11 @@ def pretrained_names(directory: str | os.PathLike | None = None) -> list[str]:
 
 
 def pretrained(name: str, num_steps: int | None = None, roles: Params | None = None,
-               directory: str | os.PathLike | None = None) -> optax.GradientTransformationExtraArgs:
-  """The optimizer ``name`` of ``directory`` (default ``CHECKPOINTS``) as ``lopt.load`` gives it.
+               directory: str | os.PathLike | None = None,
+               learning_rate: float | optax.Schedule | None = None,
+               weight_decay: float | None = None) -> optax.GradientTransformationExtraArgs:
+  """The optimizer ``name`` of ``directory`` (default ``CHECKPOINTS``) as ``lopt.load`` gives it
+  (``learning_rate`` and ``weight_decay``: for optimizers that take them, see ``lopt.as_optax``).
 
   Raises ``ValueError`` listing the shipped names when ``name`` is not one of them.
   """
@@ -39,4 +42,4 @@ def pretrained(name: str, num_steps: int | None = None, roles: Params | None = N
   if name not in names:
     shipped = f"valid names: {names}" if names else "none ship yet"
     raise ValueError(f"unknown pretrained learned optimizer '{name}' in {directory}; {shipped}")
-  return load(directory / name, num_steps, roles)
+  return load(directory / name, num_steps, roles, learning_rate, weight_decay)
