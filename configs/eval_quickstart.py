@@ -1,4 +1,5 @@
-"""Evaluate the quickstart's learned optimizer on one suite against tuned AdamW, Adam, Lion and SGD.
+"""Evaluate the quickstart's learned optimizer on one suite against tuned AdamW, Muon, Adam, Lion
+and SGD.
 
 Run with ``python -m metatrain.evaluate --config configs/eval_quickstart.py`` after ``make run``;
 pick the suite with ``--suite`` (or ``--config.suite=width``), and override any setting of

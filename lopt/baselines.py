@@ -1,7 +1,7 @@
 """Hand-designed baseline optimizers, and the grids they are tuned on, built from optax.
 
 Every baseline is the same three-stage chain: a hand-designed direction ``D_t`` (Adam, Lion, momentum,
-Adafactor), decoupled weight decay, and a learning-rate schedule ``lr_t``:
+Adafactor, Muon), decoupled weight decay, and a learning-rate schedule ``lr_t``:
 
     u_t = -lr_t * (D_t + lambda * p_t),
 
@@ -9,6 +9,19 @@ exactly ``optax.adamw`` for Adam and ``optax.lion`` for Lion. The decay is decou
 the accumulators, as in AdamW, Loshchilov & Hutter 2019) and follows the schedule; ``adam`` takes no
 weight decay (that is ``adamw``). SGD uses momentum 0.9; Adafactor is ``optax.adafactor``'s (factored
 second moments, update clipping, steps relative to the parameters' RMS, no momentum).
+
+Muon is ``optax.contrib.muon`` (Jordan et al., 2024) with both of its parts decayed by ``lambda``.
+A parameter of rank >= 2 is a matrix of fan-in ``m`` (all axes but the last: a dense ``[in, out]``
+or a convolution's ``HWIO`` kernel) by fan-out ``n`` (the last axis); its direction is its Nesterov
+momentum ``M_t`` (``beta = 0.95``) orthogonalised by five Newton-Schulz iterations,
+``O_t ~ U V^T`` for ``M_t = U S V^T``, rescaled as in Liu et al. (2025, "Muon is scalable for LLM
+training"):
+
+    D_t = 0.2 sqrt(max(m, n)) O_t,   RMS(D_t) ~ 0.2,
+
+the typical RMS of AdamW's update. Parameters of other ranks (biases, norms) take Adam's direction
+(with Nesterov momentum, as ``optax.contrib.muon`` builds it), so they are updated as by AdamW. One
+learning rate thus serves both parts, and Muon is tuned on AdamW's grid.
 
 The schedule (``learning_rate_schedule``) is a linear warmup from 0 over the first
 ``floor(warmup_fraction * T)`` steps followed by either a cosine decay to 0 at step ``T``
@@ -27,6 +40,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import jax
 import optax
 
 SCHEDULES = ("warmup_cosine", "constant")
@@ -38,13 +52,24 @@ def _log_grid(lowest_exponent: int, highest_exponent: int) -> tuple[float, ...]:
                for m in (1, 3)) + (float(f"1e{highest_exponent}"),)
 
 
+_Build = Callable[[optax.Schedule, float], optax.GradientTransformation]
+
+
 @dataclasses.dataclass(frozen=True)
 class _Baseline:
-  """A hand-designed direction (before weight decay and the learning rate) and its search grid."""
-  direction: Callable[[], optax.GradientTransformation]
+  """The optimizer built from a schedule ``lr_t`` and a weight decay ``lambda``, and its grid."""
+  build: _Build
   learning_rates: tuple[float, ...]
   takes_weight_decay: bool = True
   weight_decays: tuple[float, ...] = ()  # Searched over only where given.
+
+
+def _decoupled(direction: Callable[[], optax.GradientTransformation]) -> _Build:
+  """``u_t = -lr_t (D_t + lambda p_t)`` for the hand-designed direction ``D_t`` of ``direction``."""
+  def build(schedule: optax.Schedule, weight_decay: float) -> optax.GradientTransformation:
+    decay = [optax.add_decayed_weights(weight_decay)] if weight_decay else []
+    return optax.chain(direction(), *decay, optax.scale_by_learning_rate(schedule))
+  return build
 
 
 def _adafactor_direction() -> optax.GradientTransformation:
@@ -54,16 +79,38 @@ def _adafactor_direction() -> optax.GradientTransformation:
                      optax.scale_by_param_block_rms())
 
 
+MUON_CONSISTENT_RMS = 0.2  # The RMS of Muon's matrix directions: AdamW's typical update RMS.
+
+
+def _matrix_dimensions(params):
+  """Muon's view of each parameter: a matrix of fan-in (all axes but the last) by fan-out (the last
+  axis) for rank >= 2, None (AdamW) otherwise."""
+  return jax.tree.map(lambda p: optax.contrib.MuonDimensionNumbers(
+      reduction_axis=tuple(range(p.ndim - 1)), output_axis=p.ndim - 1) if p.ndim >= 2 else None,
+      params)
+
+
+def _muon(schedule: optax.Schedule, weight_decay: float) -> optax.GradientTransformation:
+  """Muon for the matrices, AdamW for the rest, one schedule and decay; see the module docstring."""
+  return optax.contrib.muon(schedule, weight_decay=weight_decay, adam_weight_decay=weight_decay,
+                            consistent_rms=MUON_CONSISTENT_RMS,
+                            muon_weight_dimension_numbers=_matrix_dimensions)
+
+
 _ADAM_LEARNING_RATES = _log_grid(-4, 0)
+_ADAMW_WEIGHT_DECAYS = (1e-3, 1e-2, 1e-1, 1.0)
 BASELINES: dict[str, _Baseline] = {
-    "adam": _Baseline(optax.scale_by_adam, _ADAM_LEARNING_RATES, takes_weight_decay=False),
-    "adamw": _Baseline(optax.scale_by_adam, _ADAM_LEARNING_RATES,
-                       weight_decays=(1e-3, 1e-2, 1e-1, 1.0)),
+    "adam": _Baseline(_decoupled(optax.scale_by_adam), _ADAM_LEARNING_RATES,
+                      takes_weight_decay=False),
+    "adamw": _Baseline(_decoupled(optax.scale_by_adam), _ADAM_LEARNING_RATES,
+                       weight_decays=_ADAMW_WEIGHT_DECAYS),
     # Lion's sign updates have RMS 1, so its learning rates sit ~10x below Adam's (Chen et al., 2023).
-    "lion": _Baseline(optax.scale_by_lion, _log_grid(-5, -1)),
-    "sgd": _Baseline(lambda: optax.trace(decay=0.9), _log_grid(-3, 1)),
+    "lion": _Baseline(_decoupled(optax.scale_by_lion), _log_grid(-5, -1)),
+    "sgd": _Baseline(_decoupled(lambda: optax.trace(decay=0.9)), _log_grid(-3, 1)),
     # Adafactor's learning rate is relative to each parameter block's RMS.
-    "adafactor": _Baseline(_adafactor_direction, _log_grid(-3, 0)),
+    "adafactor": _Baseline(_decoupled(_adafactor_direction), _log_grid(-3, 0)),
+    # Muon's updates have AdamW's RMS, so it shares AdamW's grid.
+    "muon": _Baseline(_muon, _ADAM_LEARNING_RATES, weight_decays=_ADAMW_WEIGHT_DECAYS),
 }
 
 
@@ -104,16 +151,13 @@ def make_baseline(name: str, learning_rate: float, num_steps: int, weight_decay:
     raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
   if weight_decay and not baseline.takes_weight_decay:
     raise ValueError(f"'{name}' takes no weight decay; use 'adamw' for Adam with decoupled decay")
-  decay = [optax.add_decayed_weights(weight_decay)] if weight_decay else []
-  return optax.chain(
-      baseline.direction(), *decay,
-      optax.scale_by_learning_rate(
-          learning_rate_schedule(learning_rate, num_steps, warmup_fraction, schedule)))
+  return baseline.build(learning_rate_schedule(learning_rate, num_steps, warmup_fraction, schedule),
+                        weight_decay)
 
 
 def search_space(name: str) -> list[dict[str, Any]]:
   """The hyperparameters to tune ``name`` over: keyword arguments of ``make_baseline``, one dict per
-  point of a log grid of learning rates (times weight decays, for ``adamw``)."""
+  point of a log grid of learning rates (times weight decays, for ``adamw`` and ``muon``)."""
   baseline = _check_name(name)
   if not baseline.weight_decays:
     return [{"learning_rate": lr} for lr in baseline.learning_rates]

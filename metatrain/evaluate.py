@@ -178,11 +178,13 @@ def default_config() -> ConfigDict:
   config.steps_multiplier = 1.0  # Multiplies every task's step budget (e.g. 0.1 for a quick look).
   # The baselines, each tuned per task on its grid: config.grids.<name> when full_grids is false and
   # the grid is given there, lopt.search_space(<name>) otherwise. adamw is the reference.
-  config.baselines = ("adamw", "adam", "lion", "sgd")
+  config.baselines = ("adamw", "muon", "adam", "lion", "sgd")
   config.full_grids = False
+  adamw_grid = dict(learning_rates=(1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1), weight_decays=(1e-3, 1e-1))
   config.grids = ConfigDict(dict(
-      adamw=ConfigDict(dict(learning_rates=(1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1),
-                            weight_decays=(1e-3, 1e-1))),
+      adamw=ConfigDict(adamw_grid),
+      # Muon's updates have AdamW's RMS (lopt.baselines), so it is tuned on AdamW's grid.
+      muon=ConfigDict(adamw_grid),
       adam=ConfigDict(dict(learning_rates=(1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1))),
       lion=ConfigDict(dict(learning_rates=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2))),
       sgd=ConfigDict(dict(learning_rates=(1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0))),

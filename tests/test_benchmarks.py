@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+import lopt
 from conftest import REPO
 
 
@@ -45,7 +46,7 @@ def test_lo_step_cost_times_every_optimizer_and_variant(tmp_path):
   update_labels = [row[3] for row in update_rows]
   assert "mlp LO (hidden 32x2, fused Pallas MLP)" in update_labels
   assert not any("adafac_mlp LO" in label and "Pallas" in label for label in update_labels)
-  assert len(update_rows) == 1 + 5 + 3
+  assert len(update_rows) == 1 + len(lopt.BASELINES) + 3
   for row in update_rows:
     _positive(row[4]), _positive(row[5])
   # Two models, each Adam and the three LO entries.

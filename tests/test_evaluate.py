@@ -13,6 +13,8 @@ from metatrain.config import ConfigError
 
 TINY_GRIDS = ["--config.grids.adamw.learning_rates=(1e-2,1e-1)",
               "--config.grids.adamw.weight_decays=(1e-2,)",
+              "--config.grids.muon.learning_rates=(1e-2,)",
+              "--config.grids.muon.weight_decays=(1e-2,)",
               "--config.grids.adam.learning_rates=(1e-2,)",
               "--config.grids.lion.learning_rates=(1e-3,)",
               "--config.grids.sgd.learning_rates=(1e-1,)", "--seeds", "2", "--no-progress"]
@@ -40,14 +42,14 @@ def test_smoke_suite_end_to_end_and_resume_recomputes_only_a_missing_result(save
   for name in REPORT_FILES:
     assert (tmp_path / name).is_file(), name
   runs = _run_files(tmp_path)
-  assert len(runs) == 2 * 5  # Two tasks, the learned optimizer and four tuned baselines.
+  assert len(runs) == 2 * 6  # Two tasks, the learned optimizer and five tuned baselines.
   results = json.loads((tmp_path / "results.json").read_text())
   assert set(results["tasks"]) == {"mlp-digits", "quadratic"}
   assert results["score"]["train_loss"]["tasks"] == 2
   report = (tmp_path / "report.md").read_text()
   assert "| learned optimizer |" in report and "## Score against tuned adamw" in report
   rows = (tmp_path / "runs.csv").read_text().splitlines()
-  assert len(rows) == 1 + 2 * 5 * 2  # Header, then (task, optimizer, seed).
+  assert len(rows) == 1 + 2 * 6 * 2  # Header, then (task, optimizer, seed).
 
   deleted = tmp_path / "runs" / "quadratic" / "adamw.json"
   before = deleted.read_text()
@@ -85,7 +87,7 @@ def test_a_rerun_computes_only_missing_results(saved_lo, tmp_path, calls):
   command = ["--optimizer", str(saved_lo), "--suite", "smoke", "--workdir", str(tmp_path),
              "--no-progress"]
   assert evaluate.main(command) == 0
-  assert len(calls) == 2 * 5
+  assert len(calls) == 2 * 6
   for name in REPORT_FILES:
     assert (tmp_path / name).is_file(), name
   (tmp_path / "runs" / "quadratic" / "lion.json").unlink()
@@ -106,7 +108,7 @@ def test_skipped_tasks_are_reported_and_a_later_run_adds_them_to_the_same_workdi
                                  "reason": "left out of this evaluation (config.skip_tasks)"}]
   calls.clear()
   assert evaluate.main(command) == 0  # Same workdir, no --overwrite: only the skipped task runs.
-  assert {task for task, _ in calls} == {"quadratic"} and len(calls) == 5
+  assert {task for task, _ in calls} == {"quadratic"} and len(calls) == 6
   assert set(json.loads((tmp_path / "results.json").read_text())["tasks"]) == {
       "mlp-digits", "quadratic"}
   capsys.readouterr()
@@ -122,7 +124,7 @@ def test_a_baseline_cache_shares_tuned_baselines_between_evaluations_of_other_op
   lopt.save(other_lo, lo, lo.init_meta_params(jax.random.PRNGKey(1)), {"num_steps": 20})
   cache = ["--baseline-cache", str(tmp_path / "cache"), "--no-progress", "--suite", "smoke"]
   assert evaluate.main(["--optimizer", str(saved_lo), "--workdir", str(tmp_path / "a"), *cache]) == 0
-  assert len(calls) == 2 * 5 and len(list((tmp_path / "cache").glob("*.json"))) == 2 * 4
+  assert len(calls) == 2 * 6 and len(list((tmp_path / "cache").glob("*.json"))) == 2 * 5
   calls.clear()
   assert evaluate.main(["--optimizer", str(other_lo), "--workdir", str(tmp_path / "b"), *cache]) == 0
   assert calls == [("mlp-digits", "learned"), ("quadratic", "learned")]
@@ -250,6 +252,21 @@ def test_tuning_keeps_the_best_finite_point_and_matches_the_plain_baseline():
   assert tuned["grid"][2]["mean_final_train_loss"] is None  # Diverged.
   assert tuned["best"] == {"learning_rate": 0.1}
   plain = evaluate.train_population(family, lopt.make_baseline("sgd", 0.1, 10), keys, 10)
+  np.testing.assert_allclose(tuned["runs"]["train_loss"], plain["train_loss"], rtol=1e-5)
+
+
+def test_muon_is_a_default_baseline_tuned_on_adamw_s_grid_with_the_learning_rate_as_vmap_axis():
+  config = evaluate.default_config()
+  evaluate.validate(config)
+  assert "muon" in config.baselines
+  assert evaluate.grid_points(config, "muon") == evaluate.grid_points(config, "adamw")
+  spec = suites.TaskSpec("mlp", "mlp_classifier", {"hidden_sizes": (8,), "batch_size": 32}, 10)
+  family, keys = spec.make_family(), evaluate.eval_keys(0, 2)
+  points = [{"learning_rate": lr, "weight_decay": 0.1} for lr in (1e-3, 3e-2)]
+  tuned = evaluate.tune_baseline(family, keys, 10, "muon", points)
+  plain = evaluate.train_population(
+      family, lopt.make_baseline("muon", tuned["best"]["learning_rate"], 10, weight_decay=0.1),
+      keys, 10)
   np.testing.assert_allclose(tuned["runs"]["train_loss"], plain["train_loss"], rtol=1e-5)
 
 
