@@ -16,10 +16,12 @@ def get_config() -> ConfigDict:
   # Other datasets: mnist | fashion_mnist | cifar10 from TensorFlow Datasets prepared in data_dir
   # ("" = $TFDS_DATA_DIR or ~/tensorflow_datasets), resized to image_size (0 = native) and
   # normalised (unit: [0, 1] | standardize: per channel, from the training split).
+  # param_scale_range (low, high): each task stores its parameters divided by a factor log-uniform in
+  # [low, high] and its loss multiplies them back (tasks.reparameterization; (1.0, 1.0): off).
   config.task = ConfigDict(dict(name="mlp_classifier", dataset="digits", hidden_sizes=(32,),
                                 batch_size=128, data_dir="", image_size=0,
                                 image_normalization="unit", train_split="train",
-                                test_split="test"))
+                                test_split="test", param_scale_range=(1.0, 1.0)))
   # The learned optimizer: a small_fc_lopt-style per-parameter MLP.
   config.lopt = ConfigDict(dict(name="mlp", hidden_size=32, num_hidden_layers=2))
   # The meta-gradient estimator (truncated_es | pes | tbptt | full_es) over a population of inner

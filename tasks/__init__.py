@@ -1,4 +1,8 @@
-"""Training tasks for meta-training and evaluating learned optimizers."""
+"""Training tasks for meta-training and evaluating learned optimizers.
+
+Every family takes ``param_scale_range`` (``tasks.reparameterization``): per task, the parameters
+stored at another scale.
+"""
 
 from tasks.base import ROLES, SPLITS, Data, Task, TaskFamily, family_roles
 from tasks.char_lm import CharLMFamily

@@ -19,10 +19,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from tasks import mup, text, transformer, variation
+from tasks import mup, reparameterization, text, transformer, variation
 from tasks.base import SPLITS
 
 
+@reparameterization.param_scaled
 @dataclasses.dataclass(frozen=True)
 class CharLMFamily:
   """Causal LMs of ``depth`` blocks of ``width`` and ``num_heads`` heads on ``corpus``."""

@@ -18,10 +18,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from tasks import datasets, mup, variation
+from tasks import datasets, mup, reparameterization, variation
 from tasks.base import SPLITS
 
 
+@reparameterization.param_scaled
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ClassifierFamily:
   """Settings shared by classifier families; subclasses add ``network`` and ``at_base_width``."""

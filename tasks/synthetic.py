@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from tasks import mup, networks
+from tasks import mup, networks, reparameterization
 from tasks.base import SPLITS
 from tasks.roles import roles_from_names
 
@@ -38,6 +38,7 @@ def _check_split(split: str) -> None:
     raise ValueError(f"unknown split '{split}'; valid choices: {list(SPLITS)}")
 
 
+@reparameterization.param_scaled
 @dataclasses.dataclass(frozen=True)
 class TeacherFamily:
   """MLP students of ``hidden_sizes`` learning random teachers; see the module docstring."""
@@ -137,6 +138,7 @@ class TeacherTask:
     return {"inputs": inputs, "targets": targets}
 
 
+@reparameterization.param_scaled
 @dataclasses.dataclass(frozen=True)
 class QuadraticFamily:
   """Noisy, rotated, ill-conditioned quadratics in ``dim`` dimensions; see the module docstring."""

@@ -6,12 +6,15 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 import lopt
 import tasks
 from conftest import QUICKSTART, REPO, TINY_OVERRIDES
+from metatrain import evaluate, suites
 from metatrain.__main__ import main
+from metatrain.config import build_task_family
 from metatrain.metrics_log import read_metrics
 
 
@@ -39,6 +42,9 @@ from metatrain.metrics_log import read_metrics
      "config.estimator.loss_weight_power must be >= 0, got -1"),
     ("--config.outer.max_seconds=-5", "config.outer.max_seconds must be >= 0 (0: no time limit), "
                                       "got -5"),
+    ("--config.task.param_scale_range=(10.0,0.1)", "bad settings for task family 'mlp_classifier': "
+                                                   "param_scale_range must be (low, high) with "
+                                                   "0 < low <= high"),
 ])
 def test_bad_input_gives_one_clear_error_and_writes_nothing(override, message, tmp_path, capsys):
   code = main(["--config", str(QUICKSTART), "--workdir", str(tmp_path), *TINY_OVERRIDES, override])
@@ -46,6 +52,18 @@ def test_bad_input_gives_one_clear_error_and_writes_nothing(override, message, t
   assert code == 2
   assert err.startswith("error: ") and message in err and "Traceback" not in err
   assert list(tmp_path.iterdir()) == []
+
+
+def test_a_param_scale_range_set_on_the_command_line_reaches_training_and_evaluation(tiny_config):
+  config = tiny_config("--config.task.param_scale_range=(0.1,10.0)")
+  family = build_task_family(config)
+  assert family.param_scale_range == (0.1, 10.0)
+  card = {"metadata": {"config": suites.json_ready(config.to_dict())}}
+  (spec,) = suites.meta_training_tasks(card)  # What the in-distribution evaluation trains.
+  assert spec.make_family() == family
+  keys = evaluate.eval_keys(0, 3)
+  runs = evaluate.train_population(family, lopt.make_baseline("adam", 1e-2, 10), keys, 10)
+  assert np.all(np.isfinite(runs["losses"]))
 
 
 def test_missing_config_file_is_a_clear_error(tmp_path, capsys):

@@ -14,6 +14,7 @@ import optax
 import pytest
 
 import tasks
+from tasks import reparameterization
 
 VARIED = dict(min_subset=0.5, label_noise=0.2, input_scale=2.0)
 # name -> (family, Adam learning rate, fraction of its first losses that training must get below).
@@ -163,6 +164,11 @@ def test_every_registered_family_is_a_frozen_dataclass_built_by_name():
     (lambda: tasks.MLPClassifierFamily(hidden_sizes=()), r"hidden_sizes must be one or more"),
     (lambda: tasks.MLPClassifierFamily(label_noise=1.5), r"label_noise must be in \[0, 1\], got 1.5"),
     (lambda: tasks.CNNClassifierFamily(min_subset=0.0), r"min_subset must be in \(0, 1\], got 0.0"),
+    (lambda: tasks.MLPClassifierFamily(param_scale_range=(0.0, 1.0)),
+     r"param_scale_range must be \(low, high\) with 0 < low <= high .*got \(0.0, 1.0\)"),
+    (lambda: tasks.QuadraticFamily(param_scale_range=(10.0, 0.1)),
+     r"param_scale_range must be \(low, high\) with 0 < low <= high .*got \(10.0, 0.1\)"),
+    (lambda: tasks.CharLMFamily(param_scale_range=(2.0,)), r"param_scale_range .*got \(2.0,\)"),
 ])
 def test_bad_settings_name_the_value_and_the_valid_choices(make, message):
   with pytest.raises(ValueError, match=message):
@@ -174,3 +180,81 @@ def test_vit_patch_size_must_divide_the_image_in_the_network_too():
   forward = hk.transform(lambda x: tasks.transformer.vit(x, 10, 4, 16, 1, 2, "sp", 16))
   with pytest.raises(ValueError, match=r"patch_size \(4\) must divide the image size \(10\)"):
     forward.init(jax.random.PRNGKey(0), jnp.zeros((1, 10, 10, 1)))
+
+
+SCALED = (0.1, 10.0)
+
+
+@pytest.mark.parametrize("case", cases())
+def test_a_param_scale_stores_parameters_c_times_smaller_with_c_times_larger_gradients(case):
+  """The task of the same key with and without ``param_scale_range``: the same task at init (same
+  draws, batches and losses), its parameters divided and its gradients multiplied by its ``c``."""
+  family = CASES[case][0]
+  scaled = dataclasses.replace(family, param_scale_range=SCALED)
+  key = jax.random.PRNGKey(5)
+
+  @jax.jit
+  def draw(data):
+    out = {}
+    for name, fam in (("base", family), ("scaled", scaled)):
+      task_params = fam.sample(key)
+      task = fam.task(task_params, data)
+      params, batch = task.init(key), task.batch(key, "train")
+      loss, grads = jax.value_and_grad(task.loss)(params, batch)
+      out[name] = dict(task_params=task_params, params=params, batch=batch, loss=loss,
+                       grads=grads, test_loss=task.evaluate(params, "test")["loss"])
+    return out
+
+  drawn = jax.device_get(draw(family.data()))
+  base, scaled_task = drawn["base"], drawn["scaled"]
+  c = scaled_task["task_params"].pop(reparameterization.PARAM_SCALE)
+  assert SCALED[0] <= c <= SCALED[1] and c != 1.0
+  jax.tree.map(np.testing.assert_array_equal, scaled_task["task_params"], base["task_params"])
+  jax.tree.map(np.testing.assert_array_equal, scaled_task["batch"], base["batch"])
+  close = functools.partial(np.testing.assert_allclose, rtol=1e-4, atol=1e-7)
+  jax.tree.map(lambda q, p: close(q, p / c), scaled_task["params"], base["params"])
+  jax.tree.map(lambda h, g: close(h, c * g), scaled_task["grads"], base["grads"])
+  close(scaled_task["loss"], base["loss"])
+  close(scaled_task["test_loss"], base["test_loss"])
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_param_scale_is_off_by_default_and_leaves_the_task_as_it_was(case):
+  family = CASES[case][0]
+  assert family.param_scale_range == (1.0, 1.0)
+  task_params = family.sample(jax.random.PRNGKey(0))
+  assert reparameterization.PARAM_SCALE not in task_params  # The same draws and arrays...
+  task = family.task(task_params, family.data())
+  assert not isinstance(task, reparameterization.ParamScaledTask)  # ...and the same task.
+
+
+def test_param_scales_are_log_uniform_per_task_and_a_population_vmaps_over_them():
+  family = tasks.QuadraticFamily(dim=4, param_scale_range=SCALED)
+  keys = jax.random.split(jax.random.PRNGKey(0), 2000)
+  log_scales = np.log10(jax.vmap(family.sample)(keys)[reparameterization.PARAM_SCALE])
+  assert -1.0 <= log_scales.min() and log_scales.max() <= 1.0
+  np.testing.assert_allclose(np.quantile(log_scales, [0.25, 0.5, 0.75]), [-0.5, 0.0, 0.5],
+                             atol=0.1)
+
+  def initial_loss(fam, key):
+    task = fam.task(fam.sample(key), {})
+    return task.loss(task.init(key), task.batch(key, "train"))
+
+  population = jax.jit(jax.vmap(functools.partial(initial_loss, family)))(keys[:8])
+  base = jax.jit(jax.vmap(functools.partial(initial_loss, tasks.QuadraticFamily(dim=4))))(keys[:8])
+  np.testing.assert_allclose(population, base, rtol=1e-4)
+  fixed = tasks.QuadraticFamily(dim=4, param_scale_range=(3.0, 3.0))
+  np.testing.assert_allclose(jax.vmap(fixed.sample)(keys[:8])[reparameterization.PARAM_SCALE], 3.0,
+                             rtol=1e-6)
+
+
+def test_param_scaled_families_keep_their_roles_and_build_by_name_and_in_mixtures():
+  family = tasks.make_family("mlp_classifier", hidden_sizes=(8,), param_scale_range=SCALED)
+  assert family.param_scale_range == SCALED and family.name == "mlp_classifier"
+  assert tasks.family_roles(family) == tasks.family_roles(tasks.MLPClassifierFamily(
+      hidden_sizes=(8,)))
+  wider = family.at_base_width()
+  assert wider.param_scale_range == SCALED and type(wider) is type(family)
+  mixture = tasks.make_mixture({"q": {"name": "quadratic", "weight": 1.0,
+                                      "param_scale_range": SCALED}})
+  assert mixture.families[0].param_scale_range == SCALED
