@@ -36,7 +36,8 @@ def get_config() -> ConfigDict:
   config.estimator = ConfigDict(dict(name="truncated_es", population=12, unroll_length=20,
                                      horizon=200, min_horizon=100, sigma=0.01, loss_clip=10.0,
                                      meta_loss="train", normalization="relative",
-                                     loss_weight_power=0.0, remat=False))
+                                     loss_weight_power=0.0, remat=False, shaping="none",
+                                     horizon_sampling="uniform"))
   # The meta-optimizer: Adam on theta, with the meta-gradient clipped by global norm. init_from: a
   # shipped optimizer's name or a lopt.save directory to start theta from (fine-tuning; "": fresh).
   # max_seconds > 0: stop this process's meta-training after that many seconds (a machine lent for

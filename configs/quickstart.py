@@ -24,16 +24,19 @@ def get_config() -> ConfigDict:
                                 test_split="test", param_scale_range=(1.0, 1.0)))
   # The learned optimizer: a small_fc_lopt-style per-parameter MLP.
   config.lopt = ConfigDict(dict(name="mlp", hidden_size=32, num_hidden_layers=2))
-  # The meta-gradient estimator (truncated_es | pes | tbptt | full_es) over a population of inner
-  # trainings of `horizon` steps cut into unrolls (min_horizon > 0: each training's length is drawn
-  # from the multiples of unroll_length in [min_horizon, horizon]); meta_loss: train | held_out,
-  # normalised per task by its initial loss (normalization: none | relative | log_relative);
-  # loss_weight_power p weights step t of a T-step training by (p + 1)(t / T)^p (0: the mean loss;
-  # > 0: late losses count more, see metatrain.inner_training); remat: tbptt only.
+  # The meta-gradient estimator (truncated_es | pes | nres | tbptt | full_es) over a population of
+  # inner trainings of `horizon` steps cut into unrolls (min_horizon > 0: each training's length is
+  # drawn from the multiples of unroll_length in [min_horizon, horizon], horizon_sampling: uniform |
+  # log_uniform); meta_loss: train | held_out, normalised per task by its initial loss
+  # (normalization: none | relative | log_relative); loss_weight_power p weights step t of a T-step
+  # training by (p + 1)(t / T)^p (0: the mean loss; > 0: late losses count more, see
+  # metatrain.inner_training); remat: tbptt only; shaping (ES estimators): none | sign |
+  # centered_rank replaces each antithetic pair's loss difference (see metatrain.es).
   config.estimator = ConfigDict(dict(name="truncated_es", population=16, unroll_length=20,
                                      horizon=200, min_horizon=0, sigma=0.01, loss_clip=10.0,
                                      meta_loss="train", normalization="none",
-                                     loss_weight_power=0.0, remat=False))
+                                     loss_weight_power=0.0, remat=False, shaping="none",
+                                     horizon_sampling="uniform"))
   # The meta-optimizer: Adam on theta, with the meta-gradient clipped by global norm. init_from: a
   # shipped optimizer's name or a lopt.save directory to start theta from (fine-tuning; "": fresh).
   # max_seconds > 0: stop this process's meta-training after that many seconds (a machine lent for

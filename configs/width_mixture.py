@@ -35,7 +35,8 @@ def get_config(parametrization: str = "mup") -> ConfigDict:
   config.estimator = ConfigDict(dict(name="pes", population=24, unroll_length=20, horizon=400,
                                      min_horizon=100, sigma=0.01, loss_clip=10.0,
                                      meta_loss="train", normalization="relative",
-                                     loss_weight_power=0.0, remat=False))
+                                     loss_weight_power=0.0, remat=False, shaping="none",
+                                     horizon_sampling="uniform"))
   config.outer = ConfigDict(dict(steps=5000, learning_rate=1e-3, max_grad_norm=1.0,
                                  init_from="", max_seconds=0.0))
   config.checkpoint_every = 250

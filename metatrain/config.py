@@ -19,8 +19,9 @@ import tasks
 from lopt import shipped
 from lopt.base import MetaParams
 from lopt.checkpoint import CARD_FILE, load_meta_params
+from metatrain.es import SHAPINGS
 from metatrain.estimators import ESTIMATORS
-from metatrain.inner_training import META_LOSSES
+from metatrain.inner_training import HORIZON_SAMPLINGS, META_LOSSES
 
 OVERRIDE_PREFIX = "--config."
 
@@ -240,6 +241,14 @@ def validate(config: ConfigDict) -> None:
            f"config.estimator.loss_weight_power must be >= 0, got {est.loss_weight_power}")
   _require(est.meta_loss in META_LOSSES,
            f"unknown meta_loss '{est.meta_loss}'; valid choices: {list(META_LOSSES)}")
+  _require(est.shaping in SHAPINGS,
+           f"unknown shaping '{est.shaping}'; valid choices: {list(SHAPINGS)}")
+  _require(est.name != "tbptt" or est.shaping == "none",
+           f"config.estimator.shaping ('{est.shaping}') shapes the ES estimators' loss "
+           "differences; the tbptt estimator takes none")
+  _require(est.horizon_sampling in HORIZON_SAMPLINGS,
+           f"unknown horizon_sampling '{est.horizon_sampling}'; valid choices: "
+           f"{list(HORIZON_SAMPLINGS)}")
   _require(config.outer.steps >= 1, f"config.outer.steps must be >= 1, got {config.outer.steps}")
   _require(config.outer.max_seconds >= 0, "config.outer.max_seconds must be >= 0 (0: no time "
            f"limit), got {config.outer.max_seconds}")

@@ -25,10 +25,14 @@ An unroll whose losses or parameters are not finite has *diverged*: estimators d
 estimate, count it, and have it restarted (it is marked finished, so ``reset_finished`` replaces it
 by a fresh task before the next unroll).
 
-Every inner training draws its horizon ``T`` uniformly from the multiples of ``unroll_length`` in
+Every inner training draws its horizon ``T`` from the multiples of ``unroll_length`` in
 ``[min_horizon, horizon]`` (fixed at ``horizon`` when ``min_horizon`` is ``None``), and the learned
 optimizer plans for that ``T``: meta-training then covers trainings of several lengths, as the
-learned optimizer will meet them. The population starts staggered at random multiples of
+learned optimizer will meet them. ``horizon_sampling="uniform"`` draws each multiple alike;
+``"log_uniform"`` draws ``log T`` uniformly in ``[log min_horizon, log horizon]`` and rounds ``T``
+to the nearest multiple (as learned_optimization's ``LogUniformLengthSchedule``): each factor of 2
+in length gets the same share of trainings, so short trainings are not drowned out by long ones
+when the range spans orders of magnitude (the median is about ``sqrt(min_horizon * horizon)``). The population starts staggered at random multiples of
 ``unroll_length`` below each task's horizon, so that every window of a training is represented in
 every outer step.
 
@@ -50,6 +54,7 @@ from metatrain.unroll import InnerState, finished, init_inner_state, unroll
 from tasks import Data, TaskFamily, family_roles, objectives
 
 META_LOSSES = ("train", "held_out")
+HORIZON_SAMPLINGS = ("uniform", "log_uniform")
 
 
 def all_finite(tree) -> jax.Array:
@@ -77,11 +82,15 @@ class InnerTraining:
   min_horizon: int | None = None
   normalization: str = "none"
   loss_weight_power: float = 0.0
+  horizon_sampling: str = "uniform"
 
   def __post_init__(self):
     if self.meta_loss not in META_LOSSES:
       raise ValueError(f"unknown meta_loss '{self.meta_loss}'; valid choices: {list(META_LOSSES)}")
     objectives.check_normalization(self.normalization)
+    if self.horizon_sampling not in HORIZON_SAMPLINGS:
+      raise ValueError(f"unknown horizon_sampling '{self.horizon_sampling}'; valid choices: "
+                       f"{list(HORIZON_SAMPLINGS)}")
     if self.loss_weight_power < 0:
       raise ValueError(f"loss_weight_power must be >= 0, got {self.loss_weight_power}")
     if not self.unroll_length <= self.shortest_horizon <= self.horizon:
@@ -102,10 +111,15 @@ class InnerTraining:
     return as_optax(self.lopt, theta, horizon, self.roles)
 
   def sample_horizon(self, key: jax.Array) -> jax.Array:
-    """A horizon drawn uniformly from the multiples of ``unroll_length`` in [min_horizon, horizon]."""
+    """A horizon drawn from the multiples of ``unroll_length`` in [min_horizon, horizon], uniformly
+    or log-uniformly (``horizon_sampling``, see the module docstring)."""
     low = -(-self.shortest_horizon // self.unroll_length)
     high = self.horizon // self.unroll_length
-    return self.unroll_length * jax.random.randint(key, (), low, high + 1)
+    if self.horizon_sampling == "uniform":
+      return self.unroll_length * jax.random.randint(key, (), low, high + 1)
+    log_unrolls = jax.random.uniform(key, (), minval=jnp.log(low), maxval=jnp.log(high))
+    unrolls = jnp.clip(jnp.round(jnp.exp(log_unrolls)), low, high).astype(jnp.int32)
+    return self.unroll_length * unrolls
 
   def fresh(self, theta, data: Data, key: jax.Array) -> InnerState:
     """One new inner training at step 0, of a freshly drawn horizon."""

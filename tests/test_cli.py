@@ -34,7 +34,11 @@ from metatrain.metrics_log import read_metrics
     ("--config.lopt.name=velo",
      f"unknown learned optimizer 'velo'; valid choices: {sorted(lopt.ARCHITECTURES)}"),
     ("--config.estimator.name=es", "unknown estimator 'es'; valid choices: "
-                                   "['full_es', 'pes', 'tbptt', 'truncated_es']"),
+                                   "['full_es', 'nres', 'pes', 'tbptt', 'truncated_es']"),
+    ("--config.estimator.shaping=rank", "unknown shaping 'rank'; valid choices: "
+                                        "['none', 'sign', 'centered_rank']"),
+    ("--config.estimator.horizon_sampling=log", "unknown horizon_sampling 'log'; valid choices: "
+                                                "['uniform', 'log_uniform']"),
     ("--config.estimator.meta_loss=test", "unknown meta_loss 'test'; valid choices: "
                                           "['train', 'held_out']"),
     ("--config.estimator.unroll_length=50", "unroll_length (50) is longer than the horizon (20)"),

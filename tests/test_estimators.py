@@ -11,7 +11,9 @@ import pytest
 
 import lopt
 import tasks
-from metatrain.estimators import PES, FullES, MixtureEstimator, TruncatedBackprop, TruncatedES
+from metatrain.config import ConfigError
+from metatrain.estimators import (NRES, PES, FullES, MixtureEstimator, TruncatedBackprop,
+                                  TruncatedES)
 from metatrain.inner_training import InnerTraining, progress_weights
 from test_tasks_data import largest_constant_bytes
 
@@ -89,7 +91,10 @@ def truncated_gradient_sum(theta):
 
 
 def _from_step_zero(state):
-  return jax.tree.map(lambda x: x, state)._replace(step=jnp.zeros_like(state.step))
+  """The estimator state ``state`` with every inner training at step 0."""
+  if hasattr(state, "trajectories"):  # Antithetic pairs (PES, NRES).
+    return state._replace(trajectories=_from_step_zero(state.trajectories))
+  return state._replace(step=jnp.zeros_like(state.step))
 
 
 def _whole_horizon_estimates(estimator, repeats, key):
@@ -97,11 +102,7 @@ def _whole_horizon_estimates(estimator, repeats, key):
   grad = jax.jit(estimator.grad)
   totals = []
   for key in jax.random.split(key, repeats):
-    state = estimator.init(THETA, {}, key)
-    if isinstance(estimator, PES):
-      state = state._replace(trajectories=_from_step_zero(state.trajectories))
-    else:
-      state = _from_step_zero(state)
+    state = _from_step_zero(estimator.init(THETA, {}, key))
     total = 0.0
     for i in range(HORIZON // UNROLL):
       g, state, _ = grad(THETA, {}, state, jax.random.fold_in(key, i))
@@ -120,6 +121,46 @@ def test_pes_is_unbiased_over_the_whole_horizon_and_truncated_es_is_not():
   assert abs(pes_mean - exact) < 4 * pes_se, (pes_mean, pes_se, exact)
   assert abs(tes_mean - truncated) < 4 * tes_se, (tes_mean, tes_se, truncated)
   assert abs(tes_mean - exact) > 10 * tes_se, (tes_mean, tes_se, exact)
+
+
+def test_nres_is_unbiased_over_the_whole_horizon():
+  """One perturbation drives a whole training, so the sum of its unrolls' estimates is the
+  antithetic estimate of the gradient of the sum of the unrolls' meta-losses, through the state."""
+  exact = float(jax.grad(sum_of_unroll_meta_losses)(THETA)["log_lr"])
+  mean, se = _whole_horizon_estimates(NRES(INNER, population=2000, sigma=0.01), 40,
+                                      jax.random.PRNGKey(0))
+  assert abs(mean - exact) < 4 * se, (mean, se, exact)
+
+
+def test_nres_reuses_its_perturbation_until_the_training_restarts():
+  estimator = NRES(INNER, population=4, sigma=0.01)
+  state = estimator.init(THETA, {}, jax.random.PRNGKey(1))
+  steps = jnp.array([0, UNROLL, HORIZON, HORIZON], jnp.int32)
+  state = state._replace(trajectories=state.trajectories._replace(
+      step=jnp.stack([steps, steps], axis=1)))
+  grad = jax.jit(estimator.grad)
+  _, after_one, _ = grad(THETA, {}, state, jax.random.PRNGKey(2))
+  _, after_two, _ = grad(THETA, {}, after_one, jax.random.PRNGKey(3))
+  kept = lambda a, b: np.asarray(a.perturbations["log_lr"] == b.perturbations["log_lr"]).tolist()
+  assert kept(state, after_one) == [True, True, False, False]  # The last two restarted.
+  assert kept(after_one, after_two) == [True, False, True, True]  # Task 1 reached its horizon.
+  np.testing.assert_array_equal(after_two.trajectories.step[:, 0], [2 * UNROLL, UNROLL,
+                                                                    2 * UNROLL, 2 * UNROLL])
+
+
+@pytest.mark.parametrize("estimator_class, shaping", [
+    (TruncatedES, "sign"), (PES, "centered_rank"), (NRES, "sign"), (FullES, "centered_rank")])
+def test_shaped_es_estimators_estimate_the_gradients_direction(estimator_class, shaping):
+  """In one dimension, a shaped estimate's expectation is the sign of the gradient (``es``): here
+  the first unroll's (the whole training's for full ES) gradient, negative: a larger step size
+  lowers the loss. Every task and base loss is the same, so ranks behave as signs do."""
+  inner = dataclasses.replace(INNER, unroll_length=HORIZON) if estimator_class is FullES else INNER
+  estimator = estimator_class(inner, population=2000, sigma=0.01, shaping=shaping)
+  state = estimator.init(THETA, {}, jax.random.PRNGKey(1))
+  if estimator_class is not FullES:  # Whose state only counts trainings.
+    state = _from_step_zero(state)
+  g, _, _ = jax.jit(estimator.grad)(THETA, {}, state, jax.random.PRNGKey(2))
+  assert abs(float(g["log_lr"]) + 1.0) < 0.1, float(g["log_lr"])
 
 
 def test_full_es_matches_the_whole_training_gradient():
@@ -176,14 +217,30 @@ def test_progress_weights_average_one_over_a_training_and_grow_with_progress():
     dataclasses.replace(INNER, loss_weight_power=-1.0)
 
 
-@pytest.mark.parametrize("estimator_class", [TruncatedES, PES, TruncatedBackprop])
+@pytest.mark.parametrize("sampling, median", [("uniform", 5050), ("log_uniform", 1000)])
+def test_horizons_are_multiples_of_the_unroll_in_range_with_the_sampling_s_median(sampling,
+                                                                                  median):
+  """Over [100, 10000], the uniform median is the midpoint and the log-uniform one the geometric
+  mean, sqrt(100 * 10000) = 1000."""
+  inner = dataclasses.replace(INNER, unroll_length=10, min_horizon=100, horizon=10_000,
+                              horizon_sampling=sampling)
+  horizons = np.asarray(jax.vmap(inner.sample_horizon)(
+      jax.random.split(jax.random.PRNGKey(0), 20_000)))
+  assert np.all(horizons % 10 == 0) and 100 <= horizons.min() and horizons.max() <= 10_000
+  assert abs(np.median(horizons) / median - 1) < 0.05, np.median(horizons)
+  with pytest.raises(ValueError, match="unknown horizon_sampling 'log'; valid choices: "
+                                       r"\['uniform', 'log_uniform'\]"):
+    dataclasses.replace(INNER, horizon_sampling="log")
+
+
+@pytest.mark.parametrize("estimator_class", [TruncatedES, PES, NRES, TruncatedBackprop])
 def test_a_diverged_task_is_dropped_reported_and_restarted(estimator_class):
   inner = dataclasses.replace(INNER, unroll_length=2)
   kwargs = {} if estimator_class is TruncatedBackprop else {"sigma": 0.01}
   estimator = estimator_class(inner, population=4, **kwargs)
   state = estimator.init(THETA, {}, jax.random.PRNGKey(1))
   poison = lambda params: {"w": params["w"].at[0].set(jnp.nan)}
-  if isinstance(estimator, PES):
+  if hasattr(state, "trajectories"):
     state = state._replace(trajectories=state.trajectories._replace(
         params=poison(state.trajectories.params)))
   else:
@@ -199,7 +256,7 @@ def test_a_diverged_task_is_dropped_reported_and_restarted(estimator_class):
   assert np.isfinite(float(g["log_lr"])) and np.isfinite(float(theta["log_lr"]))
 
 
-@pytest.mark.parametrize("estimator_class", [TruncatedES, PES, TruncatedBackprop, FullES])
+@pytest.mark.parametrize("estimator_class", [TruncatedES, PES, NRES, TruncatedBackprop, FullES])
 def test_estimators_read_the_data_as_an_argument_not_as_a_constant(estimator_class):
   mixture = tasks.Mixture((tasks.MLPClassifierFamily(hidden_sizes=(8,), batch_size=16),
                            tasks.TeacherFamily(hidden_sizes=(8,))), (1.0, 1.0),
@@ -217,3 +274,9 @@ def test_estimators_read_the_data_as_an_argument_not_as_a_constant(estimator_cla
   for lowered in (jax.jit(estimator.init).lower(theta, data, key),
                   jax.jit(estimator.grad).lower(theta, data, state, key)):
     assert largest_constant_bytes(lowered.as_text()) < smallest_array
+
+
+def test_shaping_is_for_the_es_estimators_only(tiny_config):
+  with pytest.raises(ConfigError, match="config.estimator.shaping .'sign'. shapes the ES "
+                                        "estimators' loss differences; the tbptt estimator"):
+    tiny_config("--config.estimator.name=tbptt", "--config.estimator.shaping=sign")

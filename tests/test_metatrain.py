@@ -35,12 +35,14 @@ def test_meta_training_lowers_the_meta_loss(tiny_config, tmp_path):
   assert np.isfinite([row["meta_loss"] for row in read_metrics(tmp_path)]).all()
 
 
-@pytest.mark.parametrize("estimator", ["truncated_es", "pes"])
-def test_resumed_run_gives_identical_metrics_and_theta(estimator, tiny_config, tmp_path):
-  """The checkpoint holds everything: theta, meta-optimizer, inner states, PES accumulators and
-  the theta chosen on validation tasks so far (validated at step 2, checkpointed at 3)."""
+@pytest.mark.parametrize("estimator, options", [
+    ("truncated_es", ()), ("pes", ()), ("nres", ("--config.estimator.shaping=centered_rank",))])
+def test_resumed_run_gives_identical_metrics_and_theta(estimator, options, tiny_config, tmp_path):
+  """The checkpoint holds everything: theta, meta-optimizer, inner states, PES accumulators, NRES
+  perturbations and the theta chosen on validation tasks so far (validated at step 2,
+  checkpointed at 3)."""
   config = lambda *extra: tiny_config(f"--config.estimator.name={estimator}",
-                                      "--config.eval.validate_every=2", *extra)
+                                      "--config.eval.validate_every=2", *options, *extra)
   uninterrupted = meta_train(config(), tmp_path / "a", show_progress=False)
   meta_train(config("--config.outer.steps=3"), tmp_path / "b", show_progress=False)
   resumed = meta_train(config(), tmp_path / "b", show_progress=False)

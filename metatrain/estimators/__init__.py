@@ -13,13 +13,14 @@ from ml_collections import ConfigDict
 
 from metatrain.estimators.full_es import FullES
 from metatrain.estimators.mixture import MixtureEstimator
+from metatrain.estimators.nres import NRES
 from metatrain.estimators.pes import PES
 from metatrain.estimators.tbptt import TruncatedBackprop
 from metatrain.estimators.truncated_es import TruncatedES
 from metatrain.inner_training import InnerTraining
 from tasks import Mixture
 
-ESTIMATORS = {"truncated_es": TruncatedES, "pes": PES, "tbptt": TruncatedBackprop,
+ESTIMATORS = {"truncated_es": TruncatedES, "pes": PES, "nres": NRES, "tbptt": TruncatedBackprop,
               "full_es": FullES}
 
 
@@ -39,7 +40,8 @@ def _single_estimator(est: ConfigDict, family, lopt, population: int):
   inner = InnerTraining(family=family, lopt=lopt, unroll_length=est.unroll_length,
                         horizon=est.horizon, loss_clip=est.loss_clip, meta_loss=est.meta_loss,
                         min_horizon=est.min_horizon or None, normalization=est.normalization,
-                        loss_weight_power=est.loss_weight_power)
+                        loss_weight_power=est.loss_weight_power,
+                        horizon_sampling=est.horizon_sampling)
   if est.name == "tbptt":
     return TruncatedBackprop(inner, population, remat=est.remat)
-  return ESTIMATORS[est.name](inner, population, est.sigma)
+  return ESTIMATORS[est.name](inner, population, est.sigma, est.shaping)

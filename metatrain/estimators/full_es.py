@@ -2,9 +2,10 @@
 
 Each of the ``population`` samples is a whole inner training of ``horizon`` steps of a fresh task,
 run with ``theta + eps_i`` and with ``theta - eps_i`` from the same start; the meta-loss is the mean
-over the whole training. Unbiased for the smoothed meta-loss of the whole training, with no state
-carried between outer steps, at the price of a whole training per sample (VeLO's outer estimator).
-The state only counts the inner trainings run so far.
+over the whole training, and the estimate the antithetic one of ``metatrain.es`` (with its
+``shaping``). Unbiased for the smoothed meta-loss of the whole training, with no state carried
+between outer steps, at the price of a whole training per sample (VeLO's outer estimator). The
+state only counts the inner trainings run so far.
 """
 
 import dataclasses
@@ -26,6 +27,7 @@ class FullES:
   inner: InnerTraining
   population: int
   sigma: float
+  shaping: str = "none"
 
   def init(self, theta, data: Data, key: jax.Array) -> dict[str, jax.Array]:
     del theta, data, key
@@ -43,6 +45,7 @@ class FullES:
     losses, _, diverged = jax.vmap(antithetic_pair)(
         eps, jax.random.split(task_key, self.population))
     valid = ~jnp.any(diverged, axis=1)
-    per_task = es.per_task_estimates(eps, losses[:, 0], losses[:, 1], self.sigma)
+    per_task = es.per_task_estimates(eps, losses[:, 0], losses[:, 1], self.sigma, valid,
+                                     self.shaping)
     state = {"inner_trainings": state["inner_trainings"] + 2 * self.population}
     return masked_mean(per_task, valid), state, estimate_metrics(losses, valid, per_task)

@@ -1,10 +1,10 @@
 """Antithetic truncated evolution strategies over a population of inner trainings.
 
 Per outer step, task ``i`` draws ``eps_i`` and runs its next unroll twice from the same state, with
-``theta + eps_i`` and ``theta - eps_i``; the antithetic estimate of ``metatrain.es`` averages over the
-tasks that did not diverge. The state entering an unroll is held fixed, so the estimate is biased
-towards short-horizon behaviour (the known bias of truncated ES); the positive trajectory's state is
-carried to the next unroll.
+``theta + eps_i`` and ``theta - eps_i``; the antithetic estimate of ``metatrain.es`` (with its
+``shaping``) averages over the tasks that did not diverge. The state entering an unroll is held
+fixed, so the estimate is biased towards short-horizon behaviour (the known bias of truncated ES);
+the positive trajectory's state is carried to the next unroll.
 """
 
 import dataclasses
@@ -26,6 +26,7 @@ class TruncatedES:
   inner: InnerTraining
   population: int
   sigma: float
+  shaping: str = "none"
 
   def init(self, theta, data: Data, key: jax.Array) -> InnerState:
     return self.inner.start(theta, data, key, self.population)
@@ -42,7 +43,8 @@ class TruncatedES:
 
     losses, end_states, diverged = jax.vmap(antithetic_pair)(eps, state)
     valid = ~jnp.any(diverged, axis=1)
-    per_task = es.per_task_estimates(eps, losses[:, 0], losses[:, 1], self.sigma)
+    per_task = es.per_task_estimates(eps, losses[:, 0], losses[:, 1], self.sigma, valid,
+                                     self.shaping)
     next_state = self.inner.mark_finished(jax.tree.map(lambda s: s[:, 0], end_states), ~valid)
     metrics = estimate_metrics(losses, valid, per_task)
     metrics["mean_inner_step"] = jnp.mean(state.step.astype(jnp.float32))
