@@ -43,7 +43,9 @@ def get_config() -> ConfigDict:
   # max_seconds > 0: stop this process's meta-training after that many seconds (a machine lent for
   # a while), checkpoint and export as at the last step; --resume continues it later (0: no limit).
   config.outer = ConfigDict(dict(steps=1000, learning_rate=3e-3, max_grad_norm=1.0,
-                                 init_from="", max_seconds=0.0))
+                                 init_from="", max_seconds=0.0, schedule="constant",
+                                 warmup_steps=0, final_learning_rate=0.0, weight_decay=0.0,
+                                 clip="gradient"))
   config.checkpoint_every = 50
 
   # Evaluation on held-out task seeds of every member against Adam tuned on a log grid.

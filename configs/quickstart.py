@@ -37,12 +37,17 @@ def get_config() -> ConfigDict:
                                      meta_loss="train", normalization="none",
                                      loss_weight_power=0.0, remat=False, shaping="none",
                                      horizon_sampling="uniform"))
-  # The meta-optimizer: Adam on theta, with the meta-gradient clipped by global norm. init_from: a
-  # shipped optimizer's name or a lopt.save directory to start theta from (fine-tuning; "": fresh).
-  # max_seconds > 0: stop this process's meta-training after that many seconds (a machine lent for
-  # a while), checkpoint and export as at the last step; --resume continues it later (0: no limit).
+  # The meta-optimizer: Adam on theta (weight_decay > 0: AdamW), with the meta-gradient (clip=
+  # "gradient") or the update (clip="update") clipped by global norm, at a constant learning rate or
+  # (schedule="warmup_cosine") warmed up over warmup_steps and decayed to final_learning_rate (see
+  # metatrain.meta_optimizer). init_from: a shipped optimizer's name or a lopt.save directory to
+  # start theta from (fine-tuning; "": fresh). max_seconds > 0: stop this process's meta-training
+  # after that many seconds (a machine lent for a while), checkpoint and export as at the last step;
+  # --resume continues it later (0: no limit).
   config.outer = ConfigDict(dict(steps=1000, learning_rate=3e-3, max_grad_norm=1.0,
-                                 init_from="", max_seconds=0.0))
+                                 init_from="", max_seconds=0.0, schedule="constant",
+                                 warmup_steps=0, final_learning_rate=0.0, weight_decay=0.0,
+                                 clip="gradient"))
   config.checkpoint_every = 50
 
   # Evaluation on held-out task seeds against Adam tuned on a log grid of learning rates.

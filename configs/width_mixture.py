@@ -38,7 +38,9 @@ def get_config(parametrization: str = "mup") -> ConfigDict:
                                      loss_weight_power=0.0, remat=False, shaping="none",
                                      horizon_sampling="uniform"))
   config.outer = ConfigDict(dict(steps=5000, learning_rate=1e-3, max_grad_norm=1.0,
-                                 init_from="", max_seconds=0.0))
+                                 init_from="", max_seconds=0.0, schedule="constant",
+                                 warmup_steps=0, final_learning_rate=0.0, weight_decay=0.0,
+                                 clip="gradient"))
   config.checkpoint_every = 250
 
   config.eval = ConfigDict(dict(num_seeds=8, adam_learning_rates=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2,

@@ -22,6 +22,7 @@ from lopt.checkpoint import CARD_FILE, load_meta_params
 from metatrain.es import SHAPINGS
 from metatrain.estimators import ESTIMATORS
 from metatrain.inner_training import HORIZON_SAMPLINGS, META_LOSSES
+from metatrain.meta_optimizer import CLIPS, SCHEDULES
 
 OVERRIDE_PREFIX = "--config."
 
@@ -249,9 +250,7 @@ def validate(config: ConfigDict) -> None:
   _require(est.horizon_sampling in HORIZON_SAMPLINGS,
            f"unknown horizon_sampling '{est.horizon_sampling}'; valid choices: "
            f"{list(HORIZON_SAMPLINGS)}")
-  _require(config.outer.steps >= 1, f"config.outer.steps must be >= 1, got {config.outer.steps}")
-  _require(config.outer.max_seconds >= 0, "config.outer.max_seconds must be >= 0 (0: no time "
-           f"limit), got {config.outer.max_seconds}")
+  _validate_outer(config.outer)
   _require(config.checkpoint_every >= 1,
            f"config.checkpoint_every must be >= 1, got {config.checkpoint_every}")
   _require(config.eval.num_seeds >= 1, f"config.eval.num_seeds must be >= 1")
@@ -270,3 +269,20 @@ def validate(config: ConfigDict) -> None:
            "config.distributed.coordinator_address must be host:port for a multi-process run")
   _require(bool(config.name) and "/" not in config.name and not config.name.startswith("."),
            f"config.name must be a plain directory name, got '{config.name}'")
+
+
+def _validate_outer(outer: ConfigDict) -> None:
+  """Checks the meta-optimizer's settings (``metatrain.meta_optimizer``)."""
+  _require(outer.steps >= 1, f"config.outer.steps must be >= 1, got {outer.steps}")
+  _require(outer.max_seconds >= 0, "config.outer.max_seconds must be >= 0 (0: no time limit), "
+           f"got {outer.max_seconds}")
+  _require(outer.schedule in SCHEDULES,
+           f"unknown schedule '{outer.schedule}'; valid choices: {list(SCHEDULES)}")
+  _require(outer.schedule != "warmup_cosine" or 0 <= outer.warmup_steps < outer.steps,
+           f"config.outer.warmup_steps ({outer.warmup_steps}) must be in [0, steps = "
+           f"{outer.steps}) for the warmup_cosine schedule")
+  _require(outer.final_learning_rate >= 0,
+           f"config.outer.final_learning_rate must be >= 0, got {outer.final_learning_rate}")
+  _require(outer.weight_decay >= 0,
+           f"config.outer.weight_decay must be >= 0 (0: Adam), got {outer.weight_decay}")
+  _require(outer.clip in CLIPS, f"unknown clip '{outer.clip}'; valid choices: {list(CLIPS)}")

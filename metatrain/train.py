@@ -1,14 +1,14 @@
 """The outer loop: meta-train a learned optimizer's theta from a config, with checkpoints and logs.
 
 Read top to bottom: build the task family, the learned optimizer, the estimator and the
-meta-optimizer from the config; copy the family's datasets to every device once (they are an
-argument of every jitted step, never part of the checkpointed state); start (or restore from the
-last orbax checkpoint) the meta-training state; then each outer step draws its key from the step
-number, estimates the meta-gradient over the population, updates theta, scores it on validation
-tasks every ``config.eval.validate_every`` steps (keeping the best, ``metatrain.selection``), logs
-and checkpoints. With ``config.outer.max_seconds`` set, the loop stops early once this process has
-spent that long (checkpointing the step it stopped at), so that a run fits a machine lent for a
-while and continues later from there.
+meta-optimizer (``metatrain.meta_optimizer``) from the config; copy the family's datasets to every
+device once (they are an argument of every jitted step, never part of the checkpointed state);
+start (or restore from the last orbax checkpoint) the meta-training state; then each outer step
+draws its key from the step number, estimates the meta-gradient over the population, updates
+theta, scores it on validation tasks every ``config.eval.validate_every`` steps (keeping the best,
+``metatrain.selection``), logs and checkpoints. With ``config.outer.max_seconds`` set, the loop
+stops early once this process has spent that long (checkpointing the step it stopped at), so that
+a run fits a machine lent for a while and continues later from there.
 Because every key is a function of the seed and the step, a run resumed from a checkpoint writes
 exactly the metrics an uninterrupted run writes.
 """
@@ -32,18 +32,11 @@ from metatrain import sharding
 from metatrain.config import (ConfigError, build_lopt, build_task_family, family_members,
                               load_start_theta, population_slice_sizes)
 from metatrain.estimators import MixtureEstimator, build_estimator
+from metatrain.meta_optimizer import build_meta_optimizer
 from metatrain.metrics_log import MetricsLog
 from metatrain.selection import Best, Validator, is_validation_step, validation_keys
 
 CHECKPOINT_DIR = "checkpoints"
-
-
-def build_meta_optimizer(config: ConfigDict) -> optax.GradientTransformation:
-  """Adam on theta after clipping the meta-gradient; a non-finite meta-gradient is skipped."""
-  return optax.apply_if_finite(
-      optax.chain(optax.clip_by_global_norm(config.outer.max_grad_norm),
-                  optax.adam(config.outer.learning_rate)),
-      max_consecutive_errors=10)
 
 
 def _seed_keys(config: ConfigDict) -> tuple[jax.Array, jax.Array]:

@@ -20,8 +20,9 @@ from metatrain.metrics_log import read_metrics
 
 @pytest.mark.parametrize("override, message", [
     ("--config.outer.stepz=5", "unknown config key 'config.outer.stepz': config.outer has no "
-                               "'stepz'; valid keys: ['init_from', 'learning_rate', "
-                               "'max_grad_norm', 'max_seconds', 'steps']"),
+                               "'stepz'; valid keys: ['clip', 'final_learning_rate', 'init_from', "
+                               "'learning_rate', 'max_grad_norm', 'max_seconds', 'schedule', "
+                               "'steps', 'warmup_steps', 'weight_decay']"),
     ("--config.outer.steps=many", "config.outer.steps expects a int (like 6), got 'many'"),
     ("--config.task.name=imagenet", "unknown task family 'imagenet'; valid choices: "
                                     "['char_lm', 'cnn_classifier', 'mixture', 'mlp_classifier', "

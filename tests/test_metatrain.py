@@ -36,7 +36,9 @@ def test_meta_training_lowers_the_meta_loss(tiny_config, tmp_path):
 
 
 @pytest.mark.parametrize("estimator, options", [
-    ("truncated_es", ()), ("pes", ()), ("nres", ("--config.estimator.shaping=centered_rank",))])
+    ("truncated_es", ()), ("pes", ()),
+    ("nres", ("--config.estimator.shaping=centered_rank", "--config.outer.weight_decay=0.01",
+              "--config.outer.clip=update"))])
 def test_resumed_run_gives_identical_metrics_and_theta(estimator, options, tiny_config, tmp_path):
   """The checkpoint holds everything: theta, meta-optimizer, inner states, PES accumulators, NRES
   perturbations and the theta chosen on validation tasks so far (validated at step 2,
@@ -52,12 +54,17 @@ def test_resumed_run_gives_identical_metrics_and_theta(estimator, options, tiny_
   jax.tree.map(np.testing.assert_array_equal, resumed["best"], uninterrupted["best"])
 
 
-def test_a_time_limited_run_stops_early_and_resumes_to_the_same_theta(tiny_config, tmp_path):
-  uninterrupted = meta_train(tiny_config(), tmp_path / "a", show_progress=False)
-  stopped = meta_train(tiny_config("--config.outer.max_seconds=1e-9"), tmp_path / "b",
+@pytest.mark.parametrize("options", [(), ("--config.outer.schedule=warmup_cosine",
+                                      "--config.outer.warmup_steps=2")])
+def test_a_time_limited_run_stops_early_and_resumes_to_the_same_theta(options, tiny_config,
+                                                                      tmp_path):
+  """Also with a learning-rate schedule, whose step the checkpoint holds (a run stopped by
+  outer.steps instead would have followed another schedule: it ends at outer.steps)."""
+  uninterrupted = meta_train(tiny_config(*options), tmp_path / "a", show_progress=False)
+  stopped = meta_train(tiny_config(*options, "--config.outer.max_seconds=1e-9"), tmp_path / "b",
                        show_progress=False)
   assert int(stopped["step"]) == 1  # Out of time after the first step, checkpointed there.
-  resumed = meta_train(tiny_config(), tmp_path / "b", show_progress=False)
+  resumed = meta_train(tiny_config(*options), tmp_path / "b", show_progress=False)
   assert read_metrics(tmp_path / "b") == read_metrics(tmp_path / "a")
   jax.tree.map(np.testing.assert_array_equal, resumed["theta"], uninterrupted["theta"])
 
