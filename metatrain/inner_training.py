@@ -30,11 +30,11 @@ Every inner training draws its horizon ``T`` from the multiples of ``unroll_leng
 optimizer plans for that ``T``: meta-training then covers trainings of several lengths, as the
 learned optimizer will meet them. ``horizon_sampling="uniform"`` draws each multiple alike;
 ``"log_uniform"`` draws ``log T`` uniformly in ``[log min_horizon, log horizon]`` and rounds ``T``
-to the nearest multiple (as learned_optimization's ``LogUniformLengthSchedule``): each factor of 2
-in length gets the same share of trainings, so short trainings are not drowned out by long ones
-when the range spans orders of magnitude (the median is about ``sqrt(min_horizon * horizon)``). The population starts staggered at random multiples of
-``unroll_length`` below each task's horizon, so that every window of a training is represented in
-every outer step.
+to the nearest multiple (like learned_optimization's ``LogUniformLengthSchedule``): each factor of
+2 in length gets the same share of trainings, so short trainings are not drowned out by long ones
+when the range spans orders of magnitude (the median is about ``sqrt(min_horizon * horizon)``).
+The population starts staggered at random multiples of ``unroll_length`` below each task's
+horizon, so that every window of a training is represented in every outer step.
 
 Every method takes the family's ``data`` (``family.data()``, or its traced value inside the
 estimator's ``jit``), shared by the whole population.
