@@ -118,6 +118,26 @@ def score_lines(score: dict[str, Any], reference: str) -> list[str]:
   return lines
 
 
+def _other_scores(specs: list[suites.TaskSpec], results: dict[str, dict[str, Any]], learned: str,
+                  reference: str) -> dict[str, dict[str, Any]]:
+  """The learned optimizer (and its tuned form, ``{learned}_tuned``, where it ran) against every
+  tuned baseline that ran on all tasks, besides the main score: ``{title: {"reference", "score"}}``.
+  """
+  ran = lambda name: bool(specs) and all(name in results[s.name] for s in specs)
+  contenders = [name for name in (learned, f"{learned}_tuned") if ran(name)]
+  baselines = [name for name in (reference, "muon") if ran(name)]
+  scores = {}
+  for contender in contenders:
+    for baseline in baselines:
+      if (contender, baseline) == (learned, reference):
+        continue  # The main score.
+      how = "tuned on the same grid" if contender != learned else "at its card's defaults"
+      comparisons = {s.name: compare(results[s.name], contender, baseline) for s in specs}
+      scores[f"The learned optimizer {how} against tuned {baseline}"] = {
+          "reference": baseline, "score": aggregate(comparisons)}
+  return scores
+
+
 def _plot_vs_reference(comparisons: dict[str, dict[str, Any]], reference: str, path: Path) -> None:
   names = list(comparisons)
   fig, ax = plt.subplots(figsize=(7, 1 + 0.5 * len(names)))
@@ -283,7 +303,9 @@ def write(workdir: Path, record: dict[str, Any], specs: list[suites.TaskSpec],
   """
   comparisons = {s.name: compare(results[s.name], learned, reference) for s in specs}
   score = aggregate(comparisons)
-  written = {"settings": record, "score": score, "comparisons": comparisons,
+  other_scores = _other_scores(specs, results, learned, reference)
+  written = {"settings": record, "score": score, "other_scores": other_scores,
+             "comparisons": comparisons,
              "skipped": [{"task": s.name, "reason": s.reason} for s in skipped],
              "tasks": {s.name: {"spec": s.as_json(), "results": results[s.name]} for s in specs}}
   (workdir / RESULTS_FILE).write_text(json.dumps(written, allow_nan=False))
@@ -302,6 +324,9 @@ def write(workdir: Path, record: dict[str, Any], specs: list[suites.TaskSpec],
 
   lines = [f"# `{record['optimizer']}` on the `{record['suite']}` suite", "", _header(record), "",
            f"## Score against tuned {reference}", "", *score_lines(score, reference), "",
+           *[line for title, other in other_scores.items()
+             for line in (f"### {title}", "", *score_lines(other["score"], other["reference"]),
+                          "")],
            *plots, "", *_score_table(specs, comparisons, reference), "", "## Tasks", ""]
   for spec in specs:
     lines += _task_section(spec, results[spec.name], learned, workdir)

@@ -55,6 +55,9 @@ from tasks import SPLITS, Data, TaskFamily, family_roles
 
 EVAL_SEED_OFFSET = 1_000_003  # Evaluation tasks use seeds far from the meta-training seeds.
 LEARNED = "learned"  # The learned optimizer's name among the optimizers of an evaluation.
+# The learned optimizer with its learning rate and weight decay tuned on the reference's grid, for
+# optimizers that take them from outside (``takes_learning_rate``; config.tune_learned).
+LEARNED_TUNED = "learned_tuned"
 REFERENCE = "adamw"  # The tuned baseline the learned optimizer is scored against.
 CONFIG_FILE = "evaluation.json"
 RUNS_DIR = "runs"
@@ -116,14 +119,26 @@ def tune_baseline(family: TaskFamily, keys: jax.Array, num_steps: int, name: str
                   points: list[dict[str, float]], warmup_fraction: float = 0.05,
                   schedule: str = "warmup_cosine", extensions: int = 0) -> dict[str, Any]:
   """Runs the baseline ``name`` at every point of ``points`` (keyword arguments of
-  ``lopt.make_baseline``, as ``lopt.search_space`` gives them) on every task.
+  ``lopt.make_baseline``, as ``lopt.search_space`` gives them) on every task; see ``tune``."""
+  build = lambda rest: lopt.make_baseline(name, 1.0, num_steps, warmup_fraction=warmup_fraction,
+                                          schedule=schedule, **rest)
+  return tune(family, keys, num_steps, points, build, extensions)
+
+
+def tune(family: TaskFamily, keys: jax.Array, num_steps: int, points: list[dict[str, float]],
+         build: Callable[..., optax.GradientTransformation], extensions: int = 0
+         ) -> dict[str, Any]:
+  """Runs an optimizer at every point of ``points`` (a ``learning_rate`` and other keyword
+  arguments) on every task; ``build(rest)`` gives it at learning rate 1 with the other arguments
+  ``rest``.
 
   Returns ``grid`` (each point with its ``mean_final_train_loss``), the ``best`` point and its
   ``runs``. Points that differ only in learning rate share one program with the learning rate as a
-  ``vmap`` axis: the baseline is built with learning rate 1 and its update multiplied by the
-  learning rate, the same update since the schedule is linear in its peak value.
+  ``vmap`` axis: the optimizer is built at learning rate 1 and its update multiplied by the
+  learning rate, the same update since its schedule (and decoupled weight decay, which follows
+  it) is linear in the peak value.
 
-  A best learning rate at either end of three or more means the baseline may do better past it:
+  A best learning rate at either end of three or more means the optimizer may do better past it:
   up to ``extensions`` times, the grid then gets the next learning rate past that end (the end
   times the ratio of the end to its neighbour), with every value of the other hyperparameters.
   """
@@ -134,8 +149,7 @@ def tune_baseline(family: TaskFamily, keys: jax.Array, num_steps: int, name: str
   grid, runs = [], []
 
   def run_points(rest: tuple, learning_rates: list[float]) -> None:
-    base = lopt.make_baseline(name, 1.0, num_steps, warmup_fraction=warmup_fraction,
-                              schedule=schedule, **dict(rest))
+    base = build(dict(rest))
     group = run_grid(family, lambda lr: optax.chain(base, optax.scale(lr)), learning_rates, keys,
                      num_steps)
     for i, learning_rate in enumerate(learning_rates):
@@ -195,6 +209,9 @@ def default_config() -> ConfigDict:
   # A best learning rate at an end of its grid extends the grid past that end, up to this many
   # times (see tune_baseline; 0: the grid as given).
   config.grid_extensions = 2
+  # For a learned optimizer that takes its learning rate and weight decay from outside (ortho_mlp),
+  # also run it tuned on the reference's grid ("learned_tuned"), as well as at its card's defaults.
+  config.tune_learned = True
   # A directory where tuned baselines are kept for other evaluations on the same tasks ("": none).
   config.baseline_cache = ""
   # Names of the suite's tasks to leave out this time (listed in the report with the reason); the
@@ -269,6 +286,12 @@ def evaluate_task(spec: suites.TaskSpec, optimizer: str, config: ConfigDict, lo_
   if optimizer == LEARNED:
     tx = lopt.load(lo_path, num_steps=spec.num_steps, roles=family_roles(family))
     return {"hyperparameters": {}, **_runs_json(train_population(family, tx, keys, spec.num_steps))}
+  if optimizer == LEARNED_TUNED:
+    build = lambda rest: lopt.load(lo_path, spec.num_steps, family_roles(family), learning_rate=1.0,
+                                   **rest)
+    tuned = tune(family, keys, spec.num_steps, grid_points(config, REFERENCE), build,
+                 config.grid_extensions)
+    return {"hyperparameters": tuned["best"], "grid": tuned["grid"], **_runs_json(tuned["runs"])}
   tuned = tune_baseline(family, keys, spec.num_steps, optimizer, grid_points(config, optimizer),
                         config.warmup_fraction, config.schedule, config.grid_extensions)
   return {"hyperparameters": tuned["best"], "grid": tuned["grid"], **_runs_json(tuned["runs"])}
@@ -291,7 +314,7 @@ def _result(spec: suites.TaskSpec, optimizer: str, config: ConfigDict, lo_path: 
             keys: jax.Array) -> dict[str, Any]:
   """``evaluate_task``'s result, read from ``config.baseline_cache`` when it holds it (and stored
   there when it does not)."""
-  if optimizer == LEARNED or not config.baseline_cache:
+  if optimizer in (LEARNED, LEARNED_TUNED) or not config.baseline_cache:
     return evaluate_task(spec, optimizer, config, lo_path, keys)
   cached = Path(config.baseline_cache) / f"{baseline_key(spec, optimizer, config)}.json"
   if cached.exists():
@@ -338,7 +361,10 @@ def run(config: ConfigDict, workdir: str | Path, overwrite: bool = False,
   specs, skipped = suites.build(config.suite, suites.meta_training_tasks(card),
                                 on_cpu=jax.default_backend() == "cpu",
                                 steps_multiplier=config.steps_multiplier)
-  optimizers = (LEARNED, *config.baselines)
+  takes_learning_rate = getattr(lopt.ARCHITECTURES.get(card["architecture"]),
+                                "takes_learning_rate", False)
+  tuned = (LEARNED_TUNED,) if config.tune_learned and takes_learning_rate else ()
+  optimizers = (LEARNED, *tuned, *config.baselines)
   record = suites.json_ready({**config.to_dict(), "optimizer_card": card,
                               "tasks": [spec.as_json() for spec in specs]})
   specs, skipped = _skip(specs, skipped, config.skip_tasks)

@@ -361,3 +361,29 @@ def test_ship_writes_the_optimizer_with_its_evaluation_on_the_card(saved_lo, tmp
   assert {p.name for p in (shipped_dir / "tiny-lo" / "evaluation").iterdir()} == {
       "smoke", "in-distribution"}
   assert (shipped_dir / "tiny-lo" / "evaluation" / "smoke" / "report.md").is_file()
+
+
+def test_an_optimizer_that_takes_a_learning_rate_is_also_tuned_on_the_reference_s_grid(tmp_path):
+  path = tmp_path / "ortho"
+  lo = lopt.OrthoMLPLOpt()
+  lopt.save(path, lo, lo.init_meta_params(jax.random.PRNGKey(0)), {"num_steps": 20})
+  workdir = tmp_path / "eval"
+  command = ["--optimizer", str(path), "--suite", "smoke", "--workdir", str(workdir),
+             "--config.baselines=('adamw','muon')", "--config.grid_extensions=0"]
+  assert evaluate.main(command + TINY_GRIDS) == 0
+  results = json.loads((workdir / "results.json").read_text())
+  tuned = results["tasks"]["mlp-digits"]["results"][evaluate.LEARNED_TUNED]
+  assert [p["learning_rate"] for p in tuned["grid"]] == [1e-2, 1e-1]  # AdamW's grid.
+  # The tuned run is the saved optimizer loaded at the best point (learning rate as a vmap axis).
+  spec = suites.TaskSpec("mlp-digits", "mlp_classifier", {"hidden_sizes": (8,), "batch_size": 32},
+                         20)
+  plain = evaluate.train_population(
+      spec.make_family(), lopt.load(path, 20, **tuned["hyperparameters"]),
+      evaluate.eval_keys(0, 2), 20)
+  np.testing.assert_allclose(tuned["final"]["train_loss"], plain["train_loss"], rtol=1e-4)
+  titles = set(results["other_scores"])
+  assert titles == {"The learned optimizer at its card's defaults against tuned muon",
+                    "The learned optimizer tuned on the same grid against tuned adamw",
+                    "The learned optimizer tuned on the same grid against tuned muon"}
+  assert "### The learned optimizer tuned on the same grid against tuned muon" in (
+      workdir / "report.md").read_text()
