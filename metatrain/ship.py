@@ -9,7 +9,8 @@ for byte) with its card's metadata extended (``replace_metadata``). The metadata
 (the meta-training's machine, seconds and hours, and a note) and ``evaluation``: for each suite (an
 evaluation workdir of ``metatrain.evaluate``), the tasks where the learned optimizer beats tuned
 AdamW on final training loss, the median of its final training loss divided by AdamW's, per task the
-learned and AdamW mean final losses, and the machine the suite ran on. Each suite's ``report.md``,
+learned and AdamW mean final losses, the report's other scores (the learned optimizer tuned on
+AdamW's grid, against tuned Muon; wins and median), and the machine the suite ran on. Each suite's ``report.md``,
 ``runs.csv`` and summary plots (not the per-task curves, to keep the repository small) are copied to
 ``checkpoints/<name>/evaluation/<suite>/``. Shipping an optimizer of ``checkpoints/`` again
 (``--optimizer checkpoints/<name> --overwrite``) with new evaluations adds their suites to its card
@@ -43,9 +44,13 @@ def suite_summary(results: dict[str, Any]) -> dict[str, Any]:
     tasks[name] = {f"{who}_{split}_loss": comparison[f"{split}_loss"][side]
                    for split in ("train", "test") if f"{split}_loss" in comparison
                    for who, side in ((LEARNED, "learned"), (REFERENCE, "reference"))}
+  others = {title: {"wins": other["score"].get("train_loss", {}).get("wins", 0),
+                    "median_normalised_train_loss":
+                        other["score"].get("train_loss", {}).get("median_normalised")}
+            for title, other in results.get("other_scores", {}).items()}
   return {f"beats_tuned_{REFERENCE}_train_loss": score.get("wins", 0),
           "median_normalised_train_loss": score.get("median_normalised"),
-          "num_tasks": len(tasks), "tasks": tasks}
+          "num_tasks": len(tasks), "tasks": tasks, **({"other_scores": others} if others else {})}
 
 
 def ship(optimizer: Path, name: str, evaluations: list[Path], device: str,
