@@ -75,7 +75,7 @@ from lopt.tree_utils import map_leaves
 NEWTON_SCHULZ_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 # Ranks of the tensors that are orthogonalised: matrices and HWIO convolution kernels.
 ORTHOGONALISED_RANKS = (2, 4)
-_NO_TIME_FEATURES = jnp.zeros((0,), jnp.float32)
+_NO_TIME_FEATURES = np.zeros((0,), np.float32)  # numpy: importing must not start a JAX backend.
 
 
 class OrthoMLPLOptState(NamedTuple):
