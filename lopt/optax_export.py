@@ -5,7 +5,6 @@ import dataclasses
 import optax
 
 from lopt.base import LearnedOptimizer, MetaParams, Params
-from lopt.ortho_mlp_lopt import check_learning_rate
 
 
 def as_optax(lopt: LearnedOptimizer, theta: MetaParams, num_steps: int,
@@ -64,12 +63,14 @@ def with_learning_rate(lopt: LearnedOptimizer, learning_rate, weight_decay, num_
                      "learning_rate= or weight_decay=; compose it with optax (e.g. "
                      "optax.chain(tx, optax.scale(0.5))) or use an architecture that takes them, "
                      "such as 'ortho_mlp'")
-  learning_rate = lopt.learning_rate if learning_rate is None else learning_rate
-  weight_decay = lopt.weight_decay if weight_decay is None else weight_decay
-  check_learning_rate(learning_rate, weight_decay, "as_optax")
-  if callable(learning_rate) and isinstance(num_steps, int) and num_steps >= 2:
-    if float(learning_rate(num_steps - 1)) == 0.0 == float(learning_rate(num_steps - 2)):
+  # The architecture's own checks (its __post_init__) run on the replaced values.
+  lopt = dataclasses.replace(
+      lopt, learning_rate=lopt.learning_rate if learning_rate is None else learning_rate,
+      weight_decay=lopt.weight_decay if weight_decay is None else weight_decay)
+  schedule = lopt.learning_rate
+  if callable(schedule) and isinstance(num_steps, int) and num_steps >= 2:
+    if float(schedule(num_steps - 1)) == 0.0 == float(schedule(num_steps - 2)):
       raise ValueError(f"the learning-rate schedule is 0 at steps {num_steps - 2} and "
                        f"{num_steps - 1} of the {num_steps} planned: it ends before the training "
                        "does; build it for num_steps steps")
-  return dataclasses.replace(lopt, learning_rate=learning_rate, weight_decay=float(weight_decay))
+  return lopt

@@ -69,6 +69,7 @@ from lopt import per_param_mlp
 from lopt.accumulators import (init_momenta, init_second_moments, update_momenta,
                                update_second_moments)
 from lopt.features import EPS, mlp_inputs, moment_features, num_moment_features
+from lopt.roles import fan_in
 from lopt.tree_utils import map_leaves
 
 # Muon's quintic Newton-Schulz coefficients (Jordan et al., 2024).
@@ -103,7 +104,7 @@ def newton_schulz(x: jax.Array, num_steps: int = 5) -> jax.Array:
 
 def as_matrix_shape(shape: tuple[int, ...]) -> tuple[int, int]:
   """``(fan_in, fan_out)``: all axes but the last, then the last (dense and HWIO conv kernels)."""
-  return math.prod(shape[:-1]), shape[-1]
+  return fan_in(shape), shape[-1]
 
 
 def _safe(x: jax.Array) -> jax.Array:
@@ -260,8 +261,8 @@ class OrthoMLPLOpt:
 
   def _matrix_direction(self, d: jax.Array) -> jax.Array:
     """``NS(d) sqrt(max(1, fan_out / fan_in)) / rms(NS(d))`` on the matrix reading of ``d``."""
-    fan_in, fan_out = as_matrix_shape(d.shape)
-    orthogonal = newton_schulz(d.reshape(fan_in, fan_out), self.newton_schulz_steps)
-    scale = math.sqrt(max(1.0, fan_out / fan_in)) * jax.lax.rsqrt(
+    rows, columns = as_matrix_shape(d.shape)
+    orthogonal = newton_schulz(d.reshape(rows, columns), self.newton_schulz_steps)
+    scale = math.sqrt(max(1.0, columns / rows)) * jax.lax.rsqrt(
         jnp.mean(jnp.square(orthogonal)) + EPS)
     return (scale * orthogonal).reshape(d.shape)
