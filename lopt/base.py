@@ -10,6 +10,12 @@ A learned optimizer (LO) is a pair of pure functions of arrays, parametrised by 
 "vector"``, ``lopt.roles``) for architectures that scale their updates by role (μLO); the others
 ignore it. Whatever they read from it is kept in ``opt_state`` as arrays.
 
+Three optional class flags tell the optax export (``lopt.as_optax``) what an architecture needs:
+``reads_roles`` (it scales updates by role; given no roles it infers them, with a warning),
+``reads_loss`` (it reads the training loss; an update without it warns) and
+``takes_learning_rate`` (its learning rate and weight decay come from outside, as AdamW's do).
+Absent means ``False``.
+
 ``updates`` are *added* to the parameters (``optax.apply_updates``), as in optax. The LO object holds
 static configuration only (sizes, decays, constants): every array lives in ``theta`` or ``opt_state``,
 so the whole inner training can be ``jit``-ed, ``vmap``-ed over a population and sharded.

@@ -61,6 +61,7 @@ class MuScaled:
   module docstring. ``base_fan_in`` is the fan-in at which hidden updates keep their scale."""
 
   base_fan_in: float = 32.0
+  reads_roles: ClassVar[bool] = True
 
   def __post_init__(self):
     super().__post_init__()

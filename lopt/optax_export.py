@@ -1,14 +1,19 @@
 """Exports a learned optimizer with fixed meta-parameters as a plain optax transformation."""
 
 import dataclasses
+import warnings
 
+import jax
 import optax
 
 from lopt.base import LearnedOptimizer, MetaParams, Params
+from lopt.roles import infer_roles
+
+INFER_ROLES = "infer"
 
 
 def as_optax(lopt: LearnedOptimizer, theta: MetaParams, num_steps: int,
-             roles: Params | None = None, learning_rate: float | optax.Schedule | None = None,
+             roles: Params | str | None = None, learning_rate: float | optax.Schedule | None = None,
              weight_decay: float | None = None) -> optax.GradientTransformationExtraArgs:
   """Returns ``lopt`` with meta-parameters ``theta`` as an optax transformation.
 
@@ -27,7 +32,10 @@ def as_optax(lopt: LearnedOptimizer, theta: MetaParams, num_steps: int,
   its own statistics. Both forms and ``pmap`` are tested against one device.
 
   ``roles`` is a pytree like the parameters of role strings (``lopt.roles``) for μP-aware
-  architectures (μLO), which infer them from the parameters when it is ``None``; others ignore it.
+  architectures (μLO, ``reads_roles``); others ignore it. Given ``None``, a μLO infers them with
+  ``lopt.infer_roles`` and warns once, listing what it inferred; ``roles="infer"`` asks for the
+  inference without the warning. An architecture that reads the loss (``reads_loss``) warns when
+  ``update`` gets no ``value=``: its loss features then keep their initial values.
 
   ``learning_rate`` (a float, the peak of a warmup + cosine schedule over ``num_steps``, or an
   optax schedule) and ``weight_decay`` (decoupled, as AdamW's) are for architectures that take
@@ -38,17 +46,53 @@ def as_optax(lopt: LearnedOptimizer, theta: MetaParams, num_steps: int,
     raise ValueError(f"num_steps must be a positive number of training steps, got {num_steps}")
   lopt = with_learning_rate(lopt, learning_rate, weight_decay, num_steps)
 
+  if isinstance(roles, str) and roles != INFER_ROLES:
+    raise ValueError(f"roles must be a pytree like the parameters, None or '{INFER_ROLES}', got "
+                     f"'{roles}'")
+
   def init_fn(params):
-    return lopt.init(theta, params, num_steps, roles)
+    return lopt.init(theta, params, num_steps, _roles_for(lopt, params, roles))
 
   def update_fn(updates, state, params=None, *, value=None, **extra_args):
     del extra_args
     if params is None:
       raise ValueError(f"the learned optimizer '{lopt.name}' reads the parameters: call "
                        "update(grads, state, params) with params")
+    if value is None and getattr(lopt, "reads_loss", False):
+      warnings.warn(f"the learned optimizer '{lopt.name}' reads the training loss, but update() "
+                    "got no value=: its loss features stay at their initial values; call "
+                    "tx.update(grads, state, params, value=loss)", stacklevel=2)
     return lopt.update(theta, state, updates, params, value)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _roles_for(lopt: LearnedOptimizer, params: Params, roles: Params | str | None):
+  """The roles ``lopt.init`` gets: as given, inferred (with a warning that lists them when a
+  role-reading architecture was given none), or ``None`` where the architecture ignores them."""
+  if not getattr(lopt, "reads_roles", False):
+    return None if isinstance(roles, str) else roles
+  if isinstance(roles, str):
+    return infer_roles(params)
+  if roles is None:
+    roles = infer_roles(params)
+    warnings.warn(f"the learned optimizer '{lopt.name}' scales each tensor's update by its role "
+                  f"and was given no roles=; it inferred {_describe(params, roles)}. Check them and "
+                  "pass roles= (a pytree like the parameters of 'input' | 'hidden' | 'output' | "
+                  f"'vector'), or roles='{INFER_ROLES}' to use the inference without this warning",
+                  stacklevel=3)
+  return roles
+
+
+def _describe(params: Params, roles: Params) -> str:
+  """``roles`` of ``params`` in a sentence: the matrices by role, the vectors counted."""
+  paths = [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+  by_role = {}
+  for path, role in zip(paths, jax.tree.structure(params).flatten_up_to(roles)):
+    by_role.setdefault(role, []).append(path)
+  matrices = [f"{role}: {', '.join(by_role[role])}" for role in ("input", "hidden", "output")
+              if role in by_role]
+  return "; ".join(matrices + [f"{len(by_role.get('vector', []))} vector tensors"])
 
 
 def with_learning_rate(lopt: LearnedOptimizer, learning_rate, weight_decay, num_steps

@@ -133,6 +133,7 @@ class VeLOLOpt:
   exp_mult: float = 0.1
 
   name: ClassVar[str] = "velo_lstm"
+  reads_loss: ClassVar[bool] = True
 
   def __post_init__(self):
     per_param_mlp.check_size("VeLOLOpt", self.hidden_size, self.num_hidden_layers)

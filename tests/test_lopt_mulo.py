@@ -135,7 +135,7 @@ def test_export_gives_the_same_updates_as_the_internal_call_with_given_or_inferr
            "output": {"w": "output", "b": "vector"}}
   lo = lopt.MuMLPLOpt(hidden_size=8, base_fan_in=16)
   theta = jax.jit(lo.init_meta_params)(jax.random.PRNGKey(2))
-  txs = lopt.as_optax(lo, theta, 100, roles), lopt.as_optax(lo, theta, 100)  # The second infers.
+  txs = lopt.as_optax(lo, theta, 100, roles), lopt.as_optax(lo, theta, 100, "infer")
 
   def step(carry, _):
     params, tx_states, lo_state = carry
@@ -151,6 +151,24 @@ def test_export_gives_the_same_updates_as_the_internal_call_with_given_or_inferr
   for updates in tx_updates:
     jax.tree.map(np.testing.assert_array_equal, updates, lo_updates)
   assert float(lo_state.multipliers["hidden_1"]["w"]) == 0.5
+
+
+def test_a_mulo_given_no_roles_warns_once_with_what_it_inferred_and_infer_silences_it(recwarn):
+  _, params = _named_mlp_problem(8)
+  lo = lopt.MuMLPLOpt(hidden_size=4)
+  theta = lo.init_meta_params(jax.random.PRNGKey(0))
+  with pytest.warns(UserWarning, match=r"no roles=; it inferred input: \['input_0'\]\['w'\]; "
+                                       r"hidden: \['hidden_1'\]\['w'\]; output: \['output'\]\['w'\]; "
+                                       r"3 vector tensors\. .*roles='infer'"):
+    guessed = lopt.as_optax(lo, theta, 10).init(params)
+  recwarn.clear()
+  inferred = lopt.as_optax(lo, theta, 10, roles="infer").init(params)
+  lopt.as_optax(lopt.MLPLOpt(hidden_size=4), lopt.MLPLOpt(hidden_size=4).init_meta_params(
+      jax.random.PRNGKey(0)), 10).init(params)  # An SP optimizer reads no roles: no warning.
+  assert not [w for w in recwarn if issubclass(w.category, UserWarning)]
+  jax.tree.map(np.testing.assert_array_equal, guessed, inferred)
+  with pytest.raises(ValueError, match="roles must be a pytree like the parameters, None or 'infer'"):
+    lopt.as_optax(lo, theta, 10, roles="guess")
 
 
 def test_roles_with_a_wrong_string_or_structure_fail_clearly():

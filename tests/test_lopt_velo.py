@@ -143,3 +143,10 @@ def test_bad_sizes_fail_clearly():
     lopt.VeLOLOpt(num_bases=0)
   with pytest.raises(ValueError, match="at least one momentum decay"):
     lopt.VeLOLOpt(momentum_decays=())
+
+
+def test_an_update_without_the_loss_warns_that_the_loss_features_stay_put(default_lo, problem):
+  (lo, theta, _), (params, grads) = default_lo, problem
+  tx = lopt.as_optax(lo, theta, 50)
+  with pytest.warns(UserWarning, match="reads the training loss, but update.. got no value="):
+    tx.update(grads, tx.init(params), params)
