@@ -1,7 +1,9 @@
 """Pretrained learned optimizers shipped with the project, by name.
 
 Each is a directory of the repository's top-level ``checkpoints/`` folder written by ``lopt.save``
-(a ``card.json`` and its meta-parameters); its name is the directory's name:
+(a ``card.json`` and its meta-parameters); its name is the directory's name. ``pyproject.toml``
+maps that folder onto the package ``lopt.shipped_checkpoints``, found with ``importlib.resources``:
+in an installed wheel it is package data, in an editable install the checkout's folder itself.
 
     tx = lopt.pretrained("<name>", num_steps=1000)     # what lopt.load returns
     lopt.pretrained_names()                            # what ships
@@ -9,6 +11,7 @@ Each is a directory of the repository's top-level ``checkpoints/`` folder writte
 ``directory=`` reads another folder laid out the same way (a user's own collection, or a test's).
 """
 
+import importlib.resources
 import os
 from pathlib import Path
 
@@ -17,7 +20,8 @@ import optax
 from lopt.base import Params
 from lopt.checkpoint import CARD_FILE, load
 
-CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
+# A plain directory: pip unpacks a wheel, and orbax reads the meta-parameters from files.
+CHECKPOINTS = Path(importlib.resources.files("lopt.shipped_checkpoints"))
 
 
 def pretrained_names(directory: str | os.PathLike | None = None) -> list[str]:
