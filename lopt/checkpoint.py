@@ -42,6 +42,11 @@ class CheckpointError(ValueError):
   """A saved learned optimizer is missing, incomplete or does not match what was asked for."""
 
 
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+  """No saved learned optimizer at a path (``lopt.load``) or of a name (``lopt.pretrained``): a
+  ``FileNotFoundError`` and, as every ``CheckpointError``, a ``ValueError``."""
+
+
 def save(path: str | os.PathLike, lopt: LearnedOptimizer, theta: MetaParams,
          metadata: dict[str, Any] | None = None) -> Path:
   """Saves ``theta`` and the description of ``lopt`` to the directory ``path`` (replaced if present).
@@ -85,7 +90,10 @@ def read_card(path: str | os.PathLike) -> dict[str, Any]:
   """Returns the JSON card of the optimizer saved at ``path``."""
   card_path = Path(path) / CARD_FILE
   if not card_path.is_file():
-    raise CheckpointError(f"no learned optimizer at '{path}': {card_path} does not exist")
+    from lopt.shipped import pretrained_names  # lopt.shipped imports this module.
+    raise CheckpointNotFoundError(
+        f"no learned optimizer at '{path}': {card_path} does not exist (give a directory written "
+        f"by lopt.save, or load a shipped one by name with lopt.pretrained: {pretrained_names()})")
   try:
     card = json.loads(card_path.read_text())
   except json.JSONDecodeError as e:

@@ -18,7 +18,7 @@ from pathlib import Path
 import optax
 
 from lopt.base import Params
-from lopt.checkpoint import CARD_FILE, load
+from lopt.checkpoint import CARD_FILE, CheckpointNotFoundError, load
 
 # A plain directory: pip unpacks a wheel, and orbax reads the meta-parameters from files.
 CHECKPOINTS = Path(importlib.resources.files("lopt.shipped_checkpoints"))
@@ -39,11 +39,14 @@ def pretrained(name: str, num_steps: int | None = None, roles: Params | None = N
   """The optimizer ``name`` of ``directory`` (default ``CHECKPOINTS``) as ``lopt.load`` gives it
   (``learning_rate`` and ``weight_decay``: for optimizers that take them, see ``lopt.as_optax``).
 
-  Raises ``ValueError`` listing the shipped names when ``name`` is not one of them.
+  Raises ``CheckpointNotFoundError`` (a ``FileNotFoundError``, as ``lopt.load`` raises for a missing
+  directory) listing the valid names when ``name`` is not one of them, and ``lopt.CheckpointError``
+  (a ``ValueError``) as ``lopt.load`` does for an optimizer that does not load.
   """
   directory = Path(CHECKPOINTS if directory is None else directory)
   names = pretrained_names(directory)
   if name not in names:
     shipped = f"valid names: {names}" if names else "none ship yet"
-    raise ValueError(f"unknown pretrained learned optimizer '{name}' in {directory}; {shipped}")
+    raise CheckpointNotFoundError(f"unknown pretrained learned optimizer '{name}' in {directory}; "
+                                  f"{shipped}")
   return load(directory / name, num_steps, roles, learning_rate, weight_decay)

@@ -1,5 +1,9 @@
 """Pretrained optimizers by name: ``lopt.pretrained`` and ``lopt.pretrained_names`` over a folder of
-optimizers saved by ``lopt.save`` (a temporary one here; nothing ships in ``checkpoints/`` yet)."""
+optimizers saved by ``lopt.save`` (a temporary one here; tests/test_checkpoints.py loads the shipped
+ones, tests/test_packaging.py those of an installed wheel)."""
+
+import re
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -42,8 +46,30 @@ def test_pretrained_returns_what_load_returns(shelf):
 
 
 def test_unknown_names_fail_listing_the_shipped_ones(shelf, tmp_path_factory):
-  with pytest.raises(ValueError, match=r"unknown pretrained learned optimizer 'notes' in .*; "
-                                       r"valid names: \['mu_adafac', 'small_mlp'\]"):
+  with pytest.raises(lopt.CheckpointNotFoundError,
+                     match=r"unknown pretrained learned optimizer 'notes' in .*; "
+                           r"valid names: \['mu_adafac', 'small_mlp'\]"):
     lopt.pretrained("notes", directory=shelf)
-  with pytest.raises(ValueError, match="none ship yet"):
+  with pytest.raises(lopt.CheckpointNotFoundError, match="none ship yet"):
     lopt.pretrained("small_mlp", directory=tmp_path_factory.mktemp("empty"))
+
+
+def test_pretrained_and_load_raise_the_same_errors(shelf, tmp_path):
+  """A missing optimizer: ``CheckpointNotFoundError``, a ``FileNotFoundError`` and a ``ValueError``
+  (as every ``CheckpointError``); one that does not load: ``CheckpointError``, from both."""
+  with pytest.raises(lopt.CheckpointNotFoundError) as by_name:
+    lopt.pretrained("notes", directory=shelf)
+  with pytest.raises(lopt.CheckpointNotFoundError,
+                     match=re.escape(f"load a shipped one by name with lopt.pretrained: "
+                                     f"{lopt.pretrained_names()}")) as by_path:
+    lopt.load(shelf / "notes")
+  for error in (by_name.value, by_path.value):
+    assert isinstance(error, FileNotFoundError) and isinstance(error, lopt.CheckpointError)
+    assert isinstance(error, ValueError)
+  shutil.copytree(shelf / "small_mlp", tmp_path / "broken")
+  (tmp_path / "broken" / "card.json").write_text("{")
+  for broken in (lambda: lopt.pretrained("broken", directory=tmp_path),
+                 lambda: lopt.load(tmp_path / "broken")):
+    with pytest.raises(lopt.CheckpointError, match="is not valid JSON") as error:
+      broken()
+    assert not isinstance(error.value, FileNotFoundError)
