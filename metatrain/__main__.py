@@ -12,7 +12,7 @@ from metatrain.config import (ConfigError, apply_overrides, load_config, parse_k
                               validate)
 
 
-def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
   parser = argparse.ArgumentParser(
       prog="python -m metatrain", description="Meta-train, save and evaluate a learned optimizer.",
       epilog="Override any config value with --config.<key>=<value>, e.g. --config.outer.steps=50.")
@@ -26,7 +26,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
   return parse_known_args(parser, argv)
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
+  """The command line on ``argv`` (default ``sys.argv[1:]``; the console script ``lo-metatrain``);
+  returns the exit status."""
   args, overrides = parse_args(argv)
   import lopt  # Imported after argument parsing so that --help is quick.
   try:

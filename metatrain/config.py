@@ -55,7 +55,7 @@ def load_config(path: str | os.PathLike) -> ConfigDict:
     raise ConfigError(f"config file '{path}' cannot take the argument '{argument}': {e}") from None
 
 
-def parse_known_args(parser, argv: list[str]) -> tuple[Any, list[str]]:
+def parse_known_args(parser, argv: list[str] | None) -> tuple[Any, list[str]]:
   """``parser``'s arguments and the ``--config.<key>=<value>`` overrides of ``argv``; any other
   argument stops with the parser's usage error."""
   args, rest = parser.parse_known_args(argv)

@@ -404,7 +404,7 @@ def _default_workdir(optimizer: str, suite: str) -> Path:
   return Path("runs") / "eval" / f"{slug}-{suite}"
 
 
-def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
   parser = argparse.ArgumentParser(
       prog="python -m metatrain.evaluate",
       description="Evaluate a learned optimizer against tuned baselines on a suite of tasks.",
@@ -428,7 +428,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
   return parse_known_args(parser, argv)
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
+  """The command line on ``argv`` (default ``sys.argv[1:]``; the console script ``lo-evaluate``);
+  returns the exit status."""
   args, overrides = parse_args(argv)
   try:
     config = apply_overrides(load_config(args.config) if args.config else default_config(),

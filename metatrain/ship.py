@@ -109,7 +109,9 @@ def ship(optimizer: Path, name: str, evaluations: list[Path], device: str,
   return target
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
+  """The command line on ``argv`` (default ``sys.argv[1:]``; the console script ``lo-ship``);
+  returns the exit status."""
   parser = argparse.ArgumentParser(prog="python -m metatrain.ship", description=__doc__.split(
       "\n")[0])
   parser.add_argument("--optimizer", required=True, type=Path,
