@@ -50,11 +50,12 @@ def get_config() -> ConfigDict:
                                  clip="gradient"))
   config.checkpoint_every = 50
 
-  # Evaluation on held-out task seeds against Adam tuned on a log grid of learning rates.
+  # Evaluation of the saved optimizer on num_seeds held-out tasks of every member against the
+  # baselines (lopt.make_baseline names), each tuned per task on the grids and warmup + cosine
+  # schedule of every evaluation suite (metatrain.evaluate.default_config).
   # validate_every > 0: every that many outer steps, score theta on validation_seeds other tasks
   # of each member and export the best theta instead of the last (see metatrain.selection).
-  config.eval = ConfigDict(dict(num_seeds=8, adam_learning_rates=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2,
-                                                                   3e-2, 1e-1),
+  config.eval = ConfigDict(dict(num_seeds=8, baselines=("adamw", "muon"),
                                 validate_every=0, validation_seeds=8))
   # Multi-host runs: one process per host, all started with the same command plus their process_id.
   config.distributed = ConfigDict(dict(coordinator_address="", num_processes=1, process_id=0))

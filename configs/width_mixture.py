@@ -43,8 +43,7 @@ def get_config(parametrization: str = "mup") -> ConfigDict:
                                  clip="gradient"))
   config.checkpoint_every = 250
 
-  config.eval = ConfigDict(dict(num_seeds=8, adam_learning_rates=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2,
-                                                                   3e-2, 1e-1),
+  config.eval = ConfigDict(dict(num_seeds=8, baselines=("adamw", "muon"),
                                 validate_every=0, validation_seeds=8))
   config.distributed = ConfigDict(dict(coordinator_address="", num_processes=1, process_id=0))
   config.wandb = ConfigDict(dict(enabled=True, project="learned-optimizers"))

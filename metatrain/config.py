@@ -259,8 +259,10 @@ def validate(config: ConfigDict) -> None:
            f"{config.eval.validate_every}")
   _require(config.eval.validation_seeds >= 1,
            f"config.eval.validation_seeds must be >= 1, got {config.eval.validation_seeds}")
-  _require(len(config.eval.adam_learning_rates) >= 1 and min(config.eval.adam_learning_rates) > 0,
-           "config.eval.adam_learning_rates must be a non-empty tuple of positive learning rates")
+  unknown = [name for name in config.eval.baselines if name not in lopt.BASELINES]
+  _require(len(config.eval.baselines) >= 1 and not unknown,
+           f"config.eval.baselines must name at least one baseline, and {unknown} are not "
+           f"baselines; valid choices: {list(lopt.BASELINES)}")
   dist = config.distributed
   _require(dist.num_processes >= 1 and 0 <= dist.process_id < dist.num_processes,
            f"config.distributed.process_id ({dist.process_id}) must be in [0, num_processes = "

@@ -276,20 +276,28 @@ def _score_table(specs: list[suites.TaskSpec], comparisons: dict[str, dict[str, 
   return lines
 
 
+def _row_label(optimizer: str, result: dict[str, Any], learned: str) -> str:
+  return _label(optimizer, result, learned) + (_edge_note(result) if "grid" in result else "")
+
+
+def task_table(results: dict[str, Any], learned: str) -> str:
+  """One task's markdown table: every optimizer's final metrics, mean ± std over the seeds."""
+  return report.results_table({_row_label(optimizer, result, learned): report.summarize(
+      _finals(result)) for optimizer, result in results.items()})
+
+
 def _task_section(spec: suites.TaskSpec, results: dict[str, Any], learned: str,
                   workdir: Path) -> list[str]:
   """One task's table of every optimizer and its loss-curve plot (written to ``workdir``)."""
-  rows, curves = {}, {}
-  for optimizer, result in results.items():
-    label = _label(optimizer, result, learned) + (_edge_note(result) if "grid" in result else "")
-    rows[label] = report.summarize(_finals(result))
-    curves[label] = np.asarray(result["curve"]["train_loss"], np.float64)
+  curves = {_row_label(optimizer, result, learned):
+            np.asarray(result["curve"]["train_loss"], np.float64)
+            for optimizer, result in results.items()}
   plot = f"curves_{spec.name}.png"
   report.plot_inner_curves(curves, workdir / plot, title=f"{spec.name} ({spec.num_steps} steps)",
                            steps=np.asarray(results[learned]["curve"]["steps"]))
   settings = ", ".join(f"{k}={v}" for k, v in spec.kwargs.items())
   return [f"### {spec.name}", "", f"`{spec.family}({settings})`, {spec.num_steps} steps.", "",
-          report.results_table(rows), "", f"![{spec.name}]({plot})", ""]
+          task_table(results, learned), "", f"![{spec.name}]({plot})", ""]
 
 
 def write(workdir: Path, record: dict[str, Any], specs: list[suites.TaskSpec],

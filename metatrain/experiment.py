@@ -1,7 +1,9 @@
 """One experiment, end to end: meta-train, save the optimizer, reload it from disk, evaluate, report.
 
 The run directory ``<workdir>/<config.name>`` holds ``config.json``, ``metrics.jsonl``, orbax
-``checkpoints/``, the saved ``optimizer/``, ``results.json``, ``report.md`` and PNG plots. Starting
+``checkpoints/``, the saved ``optimizer/``, its ``evaluation/`` (the in-distribution suite of
+``metatrain.evaluate``: fresh tasks of every member, against ``config.eval.baselines`` tuned as in
+every suite), ``results.json``, ``report.md`` and PNG plots. Starting
 the same command again resumes from the last checkpoint; a run directory that holds a different
 config is refused unless the caller asks to resume it with the new config or to overwrite it.
 """
@@ -18,7 +20,7 @@ from jax.experimental import multihost_utils
 from ml_collections import ConfigDict
 
 import lopt
-from metatrain import evaluate, report, sharding
+from metatrain import eval_report, evaluate, report, sharding
 from metatrain.config import (ConfigError, build_lopt, build_task_family, family_members,
                               population_slice_sizes)
 from metatrain.metrics_log import read_metrics
@@ -26,6 +28,7 @@ from metatrain.train import meta_train
 
 CONFIG_FILE = "config.json"
 OPTIMIZER_DIR = "optimizer"
+EVALUATION_DIR = "evaluation"
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -104,47 +107,48 @@ def run(config: ConfigDict, workdir: str, resume: bool = False, overwrite: bool 
     metadata.update(selected_outer_step=int(state["best"].step),
                     validation_score=float(state["best"].score))
   lopt.save(run_dir / OPTIMIZER_DIR, build_lopt(config), theta, metadata)
-  learned = lopt.load(run_dir / OPTIMIZER_DIR)  # From disk, through the public API.
-
-  keys = evaluate.eval_keys(config.seed, config.eval.num_seeds)
-  evaluations = {
-      member: _evaluate_member(family, learned, keys, horizon, config,
-                               run_dir / f"inner_curves_{member}.png")
-      for member, family in family_members(build_task_family(config))}
+  # The saved optimizer is evaluated from disk, through the public API, as any other: the
+  # in-distribution suite (fresh tasks of every member) against the baselines, each tuned on the
+  # same grids and schedule as in every evaluation suite (metatrain.evaluate).
+  settings = evaluate.default_config()
+  settings.update(optimizer=str(run_dir / OPTIMIZER_DIR), suite="in-distribution",
+                  seeds=config.eval.num_seeds, seed=config.seed,
+                  baselines=tuple(config.eval.baselines))
+  evaluation = evaluate.run(settings, run_dir / EVALUATION_DIR, overwrite=True,
+                            show_progress=show_progress)
 
   metrics = read_metrics(run_dir)
   first, last = report.meta_loss_change(metrics)
   report.plot_meta_training(metrics, run_dir / "meta_training.png")
-  results = {"tasks": evaluations, "meta_loss_first_tenth": first,
+  results = {"score": evaluation["score"], "other_scores": evaluation["other_scores"],
+             "evaluation": EVALUATION_DIR, "meta_loss_first_tenth": first,
              "meta_loss_last_tenth": last, "num_eval_tasks": config.eval.num_seeds,
              "inner_steps": horizon, "meta_training_seconds": metadata["meta_training_seconds"]}
   (run_dir / "results.json").write_text(json.dumps(results, indent=2))
   est = config.estimator
   horizons = (f"{horizon}" if not est.min_horizon else
               f"drawn from multiples of {est.unroll_length} in [{est.min_horizon}, {horizon}]")
+  tables = "\n\n".join(
+      f"Held-out `{task}` tasks ({config.eval.num_seeds} seeds, {horizon} steps; mean ± std):\n\n"
+      f"{eval_report.task_table(entry['results'], evaluate.LEARNED)}"
+      for task, entry in evaluation["tasks"].items())
+  score = "\n".join(eval_report.score_lines(evaluation["score"], evaluate.REFERENCE))
   text = (f"# Run `{config.name}`\n\n"
           f"Meta-trained a `{config.lopt.name}` learned optimizer for {metadata['outer_steps']} outer "
           f"steps ({metadata['meta_training_seconds']:.0f} s of meta-training on "
           f"{metadata['machine'] or 'this machine'}) with {est.name}, population "
           f"{est.population}, unrolls of {est.unroll_length} steps, inner horizon {horizons}, on "
-          f"`{config.task.name}` tasks ({', '.join(evaluations)}).\n\n"
+          f"`{config.task.name}` tasks.\n\n"
           f"Meta-loss ({est.meta_loss} loss over an unroll, normalisation `{est.normalization}`, "
           f"loss weight power {est.loss_weight_power:g}, mean over the population): {first:.4f} "
           f"over the first tenth of meta-training, {last:.4f} over the last tenth.\n\n"
           f"{_selection_text(metadata, config)}"
-          "![meta-training](meta_training.png)\n")
-  for member, evaluation in evaluations.items():
-    grid = " | ".join(f"{lr:g}: {loss:.4f}" for lr, loss in
-                      zip(evaluation["adam_grid"]["learning_rates"],
-                          evaluation["adam_grid"]["mean_final_train_loss"]))
-    text += (f"\n## Held-out `{member}` tasks ({config.eval.num_seeds} seeds, {horizon} inner "
-             f"steps; mean ± std)\n\n{report.results_table(evaluation['summary'])}\n\n"
-             f"Adam learning-rate grid, mean final training loss: {grid}\n\n"
-             f"![inner loss curves](inner_curves_{member}.png)\n")
+          "![meta-training](meta_training.png)\n\n"
+          f"## Against tuned {evaluate.REFERENCE}\n\n{score}\n\n{tables}\n\n"
+          f"Every run, grid and loss curve: [{EVALUATION_DIR}/report.md]({EVALUATION_DIR}/report.md)"
+          "\n")
   (run_dir / "report.md").write_text(text)
-  tables = "\n\n".join(f"{member}:\n{report.results_table(e['summary'])}"
-                        for member, e in evaluations.items())
-  print(f"\n{tables}\n\nreport: {run_dir / 'report.md'}")
+  print(f"\n{score}\n\n{tables}\n\nreport: {run_dir / 'report.md'}")
   return results
 
 
@@ -155,17 +159,3 @@ def _selection_text(metadata: dict[str, Any], config: ConfigDict) -> str:
           f"validation score (mean log final training loss on {config.eval.validation_seeds} "
           f"validation tasks per member, every {config.eval.validate_every} outer steps): "
           f"{metadata['validation_score']:.4f}.\n\n")
-
-
-def _evaluate_member(family, learned, keys, horizon: int, config: ConfigDict,
-                     curves_path: Path) -> dict[str, Any]:
-  """The learned optimizer and Adam tuned on the config's grid, on held-out tasks of ``family``."""
-  learned_runs = evaluate.train_population(family, learned, keys, horizon)
-  adam = evaluate.tune_adam(family, keys, horizon, tuple(config.eval.adam_learning_rates))
-  adam_name = f"Adam, lr={adam['best_learning_rate']:g} (tuned)"
-  report.plot_inner_curves({"learned optimizer": learned_runs["losses"],
-                            adam_name: adam["best"]["losses"]}, curves_path)
-  return {"summary": {"learned optimizer": report.summarize(learned_runs),
-                      adam_name: report.summarize(adam["best"])},
-          "adam_grid": {"learning_rates": adam["learning_rates"],
-                        "mean_final_train_loss": adam["mean_final_train_loss"]}}

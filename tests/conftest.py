@@ -27,7 +27,7 @@ TINY_OVERRIDES = ["--config.task.hidden_sizes=(16,)", "--config.task.batch_size=
                   "--config.lopt.hidden_size=8", "--config.estimator.population=4",
                   "--config.estimator.unroll_length=5", "--config.estimator.horizon=20",
                   "--config.outer.steps=6", "--config.checkpoint_every=3",
-                  "--config.eval.num_seeds=2", "--config.eval.adam_learning_rates=(1e-3,1e-2)",
+                  "--config.eval.num_seeds=2", "--config.eval.baselines=('adamw',)",
                   "--config.wandb.enabled=false", "--config.name=tiny"]
 
 

@@ -123,11 +123,16 @@ def test_experiment_writes_optimizer_report_and_plots(tiny_config, tmp_path):
   results = experiment.run(tiny_config("--config.eval.validate_every=3"), str(tmp_path),
                            show_progress=False)
   run_dir = tmp_path / "tiny"
-  for name in ("report.md", "results.json", "meta_training.png",
-               "inner_curves_mlp_classifier.png", "config.json", "optimizer/card.json"):
+  for name in ("report.md", "results.json", "meta_training.png", "config.json",
+               "optimizer/card.json", "evaluation/report.md", "evaluation/curves_mlp_classifier.png"):
     assert (run_dir / name).is_file(), name
-  assert set(results["tasks"]["mlp_classifier"]["summary"]) == {"learned optimizer",
-                                                                "Adam, lr=0.01 (tuned)"}
+  # The evaluation is the in-distribution suite's, with the baselines tuned as in every suite.
+  evaluation = json.loads((run_dir / "evaluation" / "results.json").read_text())
+  assert set(evaluation["tasks"]["mlp_classifier"]["results"]) == {"learned", "adamw"}
+  adamw = evaluation["tasks"]["mlp_classifier"]["results"]["adamw"]
+  assert len(adamw["final"]["train_loss"]) == 2 and {"learning_rate", "weight_decay"} <= set(
+      adamw["hyperparameters"])
+  assert results["score"] == evaluation["score"]
   card = lopt.read_card(run_dir / "optimizer")
   assert card["metadata"]["num_steps"] == 20 and card["metadata"]["outer_steps"] == 6
   assert card["metadata"]["git_commit"]
@@ -167,10 +172,10 @@ def test_a_mixture_meta_trains_one_slice_per_family_with_sampled_horizons(tiny_c
   validate(config)
   results = experiment.run(config, str(tmp_path), show_progress=False)
   run_dir = tmp_path / "tiny"
-  assert set(results["tasks"]) == {"digits", "teacher"}
+  assert results["score"]["train_loss"]["tasks"] == 2
   for member in ("digits", "teacher"):
-    assert (run_dir / f"inner_curves_{member}.png").is_file()
-    assert f"## Held-out `{member}` tasks" in (run_dir / "report.md").read_text()
+    assert (run_dir / "evaluation" / f"curves_{member}.png").is_file()
+    assert f"Held-out `{member}` tasks" in (run_dir / "report.md").read_text()
   rows = read_metrics(run_dir)
   assert len(rows) == 3
   for row in rows:
