@@ -50,8 +50,8 @@ import lopt
 from metatrain import eval_report, suites
 from metatrain.config import (ConfigError, apply_overrides, load_config, parse_known_args,
                               resolve_optimizer)
-from metatrain.unroll import init_inner_state, unroll
-from tasks import SPLITS, Data, TaskFamily, family_roles
+from metatrain.unroll import train_one
+from tasks import TaskFamily, family_roles
 
 EVAL_SEED_OFFSET = 1_000_003  # Evaluation tasks use seeds far from the meta-training seeds.
 LEARNED = "learned"  # The learned optimizer's name among the optimizers of an evaluation.
@@ -67,17 +67,6 @@ MAX_CURVE_POINTS = 250  # Stored loss curves average the per-step losses over at
 def eval_keys(seed: int, num_seeds: int) -> jax.Array:
   """Keys of the held-out evaluation tasks (never used in meta-training)."""
   return jax.random.split(jax.random.PRNGKey(EVAL_SEED_OFFSET + seed), num_seeds)
-
-
-def train_one(family: TaskFamily, data: Data, tx: optax.GradientTransformationExtraArgs,
-              key: jax.Array, num_steps: int) -> dict[str, jax.Array]:
-  """Trains the task of ``key`` for ``num_steps`` steps: its loss curve and final metrics."""
-  state = init_inner_state(family, data, tx, key, num_steps)
-  state, losses = unroll(family, data, tx, state, num_steps)
-  task = family.task(state.task_params, data)
-  final = {f"{split}_{name}": value for split in SPLITS
-           for name, value in task.evaluate(state.params, split).items()}
-  return {"losses": losses["train"], **final}
 
 
 def train_population(family: TaskFamily, tx: optax.GradientTransformationExtraArgs,
@@ -102,17 +91,6 @@ def _select(final_train_losses: np.ndarray) -> tuple[list[float], int]:
   """Mean over tasks of each grid point's final training loss (inf if any diverged) and the best."""
   score = np.nan_to_num(final_train_losses.mean(axis=1), nan=np.inf)
   return score.tolist(), int(np.argmin(score))
-
-
-def tune_adam(family: TaskFamily, keys: jax.Array, num_steps: int,
-              learning_rates: tuple[float, ...]) -> dict[str, Any]:
-  """Runs Adam (constant learning rate) at every learning rate on every task; returns the grid and
-  the best run (selected as in ``tune_baseline``)."""
-  grid = run_grid(family, optax.adam, learning_rates, keys, num_steps)
-  score, best = _select(grid["train_loss"])
-  return {"learning_rates": list(learning_rates), "mean_final_train_loss": score,
-          "best_learning_rate": learning_rates[best],
-          "best": jax.tree.map(lambda a: a[best], grid)}
 
 
 def tune_baseline(family: TaskFamily, keys: jax.Array, num_steps: int, name: str,

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lopt import LearnedOptimizer, as_optax
-from metatrain.evaluate import train_one
+from metatrain.unroll import train_one
 from tasks import Data, TaskFamily, family_roles
 
 VALIDATION_SEED_OFFSET = 2_000_003  # Apart from meta-training's and evaluation's seeds.

@@ -8,7 +8,8 @@ Meta-training passes a learned optimizer exported with ``lopt.as_optax`` (so met
 exactly what users get); evaluation passes any optax transformation. Each inner training knows
 its own ``horizon`` (meta-training may draw it per task) and its ``initial_loss``, the training loss
 of its first batch at initialisation, by which meta-losses of tasks of different scales can be
-normalised (``tasks.objectives``).
+normalised (``tasks.objectives``). ``train_one`` runs a whole training and scores it, for
+evaluation and for meta-training's validation alike.
 """
 
 from typing import Any, NamedTuple
@@ -17,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from tasks import Data, TaskFamily
+from tasks import SPLITS, Data, TaskFamily
 
 
 class InnerState(NamedTuple):
@@ -85,3 +86,14 @@ def unroll(family: TaskFamily, data: Data, tx: optax.GradientTransformationExtra
     return state._replace(params=params, opt_state=opt_state, step=state.step + 1), losses
 
   return jax.lax.scan(jax.checkpoint(train_step) if remat else train_step, state, length=num_steps)
+
+
+def train_one(family: TaskFamily, data: Data, tx: optax.GradientTransformationExtraArgs,
+              key: jax.Array, num_steps: int) -> dict[str, jax.Array]:
+  """Trains the task of ``key`` for ``num_steps`` steps: its loss curve and final metrics."""
+  state = init_inner_state(family, data, tx, key, num_steps)
+  state, losses = unroll(family, data, tx, state, num_steps)
+  task = family.task(state.task_params, data)
+  final = {f"{split}_{name}": value for split in SPLITS
+           for name, value in task.evaluate(state.params, split).items()}
+  return {"losses": losses["train"], **final}

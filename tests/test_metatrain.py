@@ -2,6 +2,8 @@
 
 import json
 import shutil
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -182,3 +184,13 @@ def test_a_mixture_meta_trains_one_slice_per_family_with_sampled_horizons(tiny_c
     assert np.isfinite(row["meta_loss/digits"]) and np.isfinite(row["meta_loss/teacher"])
     # Relative losses start near 1 and shrink as the tasks train.
     assert 0 < row["meta_loss/digits"] < 1.5 and 0 < row["meta_loss/teacher"] < 1.5
+
+
+def test_meta_training_imports_nothing_of_evaluation_or_plotting():
+  """Meta-training (``metatrain.train``) stands below evaluation: it never loads the evaluation
+  suites, their reports or matplotlib (checked in a fresh interpreter)."""
+  code = ("import sys, metatrain.train; print(sorted(m for m in sys.modules if m.split('.')[0] == "
+          "'matplotlib' or m in ('metatrain.evaluate', 'metatrain.eval_report', 'metatrain.suites', "
+          "'metatrain.report', 'metatrain.experiment')))")
+  loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+  assert loaded.stdout.strip() == "[]"
