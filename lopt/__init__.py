@@ -7,7 +7,9 @@
 
 ``lopt.pretrained(name)`` loads an optimizer shipped in ``checkpoints/`` by name
 (``lopt.pretrained_names()``). μP-aware optimizers (``"mu_mlp"``, ``"mu_adafac_mlp"``) read the
-parameters' roles: pass ``roles=`` (e.g. ``Task.roles(params)``) or let ``lopt.infer_roles`` guess.
+parameters' roles: pass ``roles=`` (e.g. ``Task.roles(params)`` or
+``lopt.trace_roles(apply_fn, params, x)``, read from the model's computation) or let
+``lopt.infer_roles`` guess them from the names.
 The direction-only ``"ortho_mlp"`` takes its learning rate and weight decay from outside, as AdamW
 does: ``lopt.load(path, learning_rate=3e-3, weight_decay=0.1)`` (a float or an optax schedule).
 
@@ -26,6 +28,7 @@ from lopt.optax_export import as_optax
 from lopt.ortho_mlp_lopt import OrthoMLPLOpt, OrthoMLPLOptState
 from lopt.shipped import pretrained, pretrained_names
 from lopt.registry import ARCHITECTURES, make
+from lopt.role_tracing import trace_roles
 from lopt.roles import ROLES, infer_roles
 from lopt.velo_lopt import VeLOLOpt, VeLOLOptState
 
@@ -34,4 +37,4 @@ __all__ = ["ARCHITECTURES", "AdafacMLPLOpt", "AdafacMLPLOptState", "BASELINES", 
            "learning_rate_schedule", "load", "load_meta_params", "make", "make_baseline",
            "OrthoMLPLOpt", "OrthoMLPLOptState", "read_card", "save", "search_space",
            "VeLOLOpt", "VeLOLOptState", "MuAdafacMLPLOpt", "MuLOptState", "MuMLPLOpt",
-           "ROLES", "infer_roles", "pretrained", "pretrained_names"]
+           "ROLES", "infer_roles", "pretrained", "pretrained_names", "trace_roles"]
