@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
-from lopt import registry
+from lopt import passport, registry
 from lopt.base import LearnedOptimizer, MetaParams, Params
 from lopt.optax_export import as_optax
 
@@ -150,10 +151,27 @@ def load(path: str | os.PathLike, num_steps: int | None = None, roles: Params | 
   card's metadata (the horizon it was meta-trained on). ``roles`` are the parameters' roles for a
   μP-aware optimizer; ``learning_rate`` and ``weight_decay`` those of an optimizer that takes them
   from outside (``"ortho_mlp"``; by default the card's): see ``as_optax``.
+
+  The first ``init`` compares the parameters and ``num_steps`` with what the card says the
+  optimizer was meta-trained and evaluated on, and warns once (``lopt.EnvelopeWarning``) when the
+  training leaves it (``lopt.passport``).
   """
   lopt, theta, card = load_meta_params(path)
   if num_steps is None:
     num_steps = card["metadata"].get("num_steps")
     if num_steps is None:
       raise CheckpointError(f"the card of '{path}' records no num_steps: pass num_steps=")
-  return as_optax(lopt, theta, num_steps, roles, learning_rate, weight_decay)
+  tx = as_optax(lopt, theta, num_steps, roles, learning_rate, weight_decay)
+  checked = False
+
+  def init_fn(params):
+    nonlocal checked
+    if not checked:
+      checked = True
+      clauses = passport.departures(card, params, num_steps)
+      if clauses:
+        warnings.warn(passport.warning(Path(path).name, clauses), passport.EnvelopeWarning,
+                      stacklevel=2)
+    return tx.init(params)
+
+  return optax.GradientTransformationExtraArgs(init_fn, tx.update)

@@ -36,6 +36,7 @@ import json
 import re
 import shutil
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -47,6 +48,7 @@ from ml_collections import ConfigDict
 from tqdm import tqdm
 
 import lopt
+from lopt.passport import EnvelopeWarning
 from metatrain import eval_report, suites
 from metatrain.config import (ConfigError, apply_overrides, load_config, parse_known_args,
                               resolve_optimizer)
@@ -259,7 +261,15 @@ def _runs_json(runs: dict[str, np.ndarray]) -> dict[str, Any]:
 def evaluate_task(spec: suites.TaskSpec, optimizer: str, config: ConfigDict, lo_path: Path,
                   keys: jax.Array) -> dict[str, Any]:
   """Trains the tasks of ``keys`` from ``spec`` with ``optimizer`` (``LEARNED`` or a baseline,
-  tuned); returns the JSON of the result."""
+  tuned); returns the JSON of the result. Suites leave the optimizer's envelope on purpose, so its
+  ``EnvelopeWarning`` is not shown."""
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", EnvelopeWarning)
+    return _evaluate_task(spec, optimizer, config, lo_path, keys)
+
+
+def _evaluate_task(spec: suites.TaskSpec, optimizer: str, config: ConfigDict, lo_path: Path,
+                   keys: jax.Array) -> dict[str, Any]:
   family = spec.make_family()
   if optimizer == LEARNED:
     tx = lopt.load(lo_path, num_steps=spec.num_steps, roles=family_roles(family))
