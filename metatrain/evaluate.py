@@ -392,12 +392,16 @@ def _default_workdir(optimizer: str, suite: str) -> Path:
   return Path("runs") / "eval" / f"{slug}-{suite}"
 
 
+SHORTHANDS = ("optimizer", "suite", "seeds", "steps_multiplier", "baseline_cache", "skip_tasks")
+
+
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
   parser = argparse.ArgumentParser(
       prog="python -m metatrain.evaluate",
       description="Evaluate a learned optimizer against tuned baselines on a suite of tasks.",
       epilog="Override any setting with --config.<key>=<value>, e.g. "
-             "--config.grids.adamw.learning_rates='(1e-3,1e-2)'.")
+             "--config.grids.adamw.learning_rates='(1e-3,1e-2)'; the flags above are shorthands "
+             "for theirs (--suite for --config.suite).")
   parser.add_argument("--config", help="evaluation config file (configs/eval_*.py); "
                                         "metatrain.evaluate.default_config() without one")
   parser.add_argument("--optimizer", help="a directory written by lopt.save, or a shipped name")
@@ -421,13 +425,18 @@ def main(argv: list[str] | None = None) -> int:
   returns the exit status."""
   args, overrides = parse_args(argv)
   try:
+    # The flags are shorthands for their --config.<key>; setting one key both ways is an error.
+    given = {key: getattr(args, key) for key in SHORTHANDS if getattr(args, key) is not None}
+    overridden = {override.split("=", 1)[0].removeprefix("--config.") for override in overrides}
+    both = sorted(set(given) & overridden)
+    if both:
+      raise ConfigError(f"--{both[0].replace('_', '-')} and --config.{both[0]} both set "
+                        f"{both[0]}; give one")
     config = apply_overrides(load_config(args.config) if args.config else default_config(),
                              overrides)
-    for key in ("optimizer", "suite", "seeds", "steps_multiplier", "baseline_cache"):
-      if getattr(args, key) is not None:
-        config[key] = getattr(args, key)
-    if args.skip_tasks is not None:
-      config.skip_tasks = tuple(name for name in args.skip_tasks.split(",") if name)
+    for key, value in given.items():
+      config[key] = (tuple(name for name in value.split(",") if name) if key == "skip_tasks"
+                     else value)
     if not config.optimizer:
       raise ConfigError("no optimizer to evaluate: pass --optimizer <directory or shipped name>")
     workdir = args.workdir or _default_workdir(config.optimizer, config.suite)

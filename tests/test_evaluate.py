@@ -115,6 +115,8 @@ def test_skipped_tasks_are_reported_and_a_later_run_adds_them_to_the_same_workdi
   assert evaluate.main(command + ["--skip-tasks", "quadratic,cubic"]) == 2
   err = capsys.readouterr().err
   assert "['cubic']" in err and "valid choices: ['mlp-digits', 'quadratic']" in err
+  assert evaluate.main(command + ["--config.suite=width"]) == 2  # --suite is its shorthand.
+  assert "--suite and --config.suite both set suite; give one" in capsys.readouterr().err
 
 
 def test_a_baseline_cache_shares_tuned_baselines_between_evaluations_of_other_optimizers(
