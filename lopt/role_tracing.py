@@ -214,7 +214,9 @@ def trace_roles(apply_fn: Callable, params: Any, *example_args, **example_kwargs
 
   ``apply_fn`` is the model's forward pass and returns its prediction: flax linen's
   ``model.apply`` with ``params = variables``, haiku's ``transformed.apply`` (pass ``None`` for
-  its rng), or for flax nnx ``lambda state, x: nnx.merge(graphdef, state, rest)(x)``. The example
+  its rng), or for flax nnx, with ``graphdef, params, rest = nnx.split(model, nnx.Param, ...)``,
+  ``lambda params, rest, x: nnx.merge(graphdef, params, rest)(x)`` and ``rest`` passed among the
+  example arguments (a module that updates its RNG state cannot close over it). The example
   arguments may be arrays or ``jax.ShapeDtypeStruct``, as may ``params``; arguments that are not
   arrays (``train=False``, Python numbers) are passed as they are. A matrix the trace cannot
   decide takes ``lopt.infer_roles``' guess, with a warning that names it.

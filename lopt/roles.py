@@ -19,10 +19,11 @@ and the order of the paths:
 1. a tensor of at most one dimension, or one named ``bias``, ``scale`` or ``offset`` (flax's
    attention biases are ``(heads, head_dim)``), is ``vector``;
 2. the matrices of a module of ``KNOWN_MODULES``, recognised by the exact set of their paths
-   below it: recurrent cells (flax linen and nnx ``LSTMCell`` and ``OptimizedLSTMCell``, whose
-   ``ii if ig io`` read the data and ``hi hf hg ho`` the state; ``GRUCell`` ``ir iz in`` /
-   ``hr hz hn``; ``MGUCell``, ``SimpleCell``, ``ConvLSTMCell``; haiku ``gru`` ``w_i`` / ``w_h``
-   and ``vanilla_rnn``) have their state-reading matrices ``hidden`` and their data-reading ones
+   below it: recurrent cells (flax linen ``LSTMCell`` and ``OptimizedLSTMCell``, whose
+   ``ii if ig io`` read the data and ``hi hf hg ho`` the state; linen ``GRUCell`` ``ir iz in`` /
+   ``hr hz hn``, ``MGUCell``, ``SimpleCell``, ``ConvLSTMCell``; nnx ``LSTMCell`` (``if_``) and
+   the nnx cells with ``dense_i`` / ``dense_h``; haiku ``gru`` ``w_i`` / ``w_h`` and
+   ``vanilla_rnn``) have their state-reading matrices ``hidden`` and their data-reading ones
    placed in step 4; haiku's ``lstm/linear`` reads the data and the state concatenated (a fan-in
    that grows with width) and is ``hidden``; attention projections (flax ``query key value out``,
    haiku ``multi_head_attention``'s ``query key value linear``) are ``hidden``;
@@ -82,7 +83,9 @@ def _cell(inputs: str, hiddens: str, param: str = "kernel") -> dict[str, str]:
 # suffix, the module itself must have where those paths alone are too common; whether it is a
 # recurrent cell, which reads the data in a model without an embedding; the roles by path).
 KNOWN_MODULES = (
-    (None, True, _cell("ii if ig io", "hi hf hg ho")),  # flax LSTMCell, OptimizedLSTMCell
+    (None, True, _cell("ii if ig io", "hi hf hg ho")),  # flax linen LSTMCell, OptimizedLSTMCell
+    (None, True, _cell("ii if_ ig io", "hi hf hg ho")),  # flax nnx LSTMCell
+    (None, True, _cell("dense_i", "dense_h")),  # flax nnx OptimizedLSTMCell, GRUCell, SimpleCell
     (None, True, _cell("ir iz in", "hr hz hn")),  # flax GRUCell
     (None, True, _cell("if in", "hf hn")),  # flax MGUCell
     (None, True, _cell("i", "h")),  # flax SimpleCell

@@ -122,6 +122,14 @@ class LinenAttention(nn.Module):
     return nn.Dense(11)(nn.LayerNorm()(x))
 
 
+def _nnx(make_model, *inputs):
+  """(apply_fn, Param state, example args) of the flax nnx module ``make_model(rngs)``; its other
+  state travels as an argument, as a module that updates its RNG counts needs."""
+  graphdef, params, rest = nnx.split(nnx.eval_shape(lambda: make_model(nnx.Rngs(0))),
+                                     nnx.Param, ...)
+  return (lambda params, rest, x: nnx.merge(graphdef, params, rest)(x)), params, (rest, *inputs)
+
+
 def nnx_mlp():
   class MLP(nnx.Module):
     def __init__(self, rngs):
@@ -130,9 +138,18 @@ def nnx_mlp():
 
     def __call__(self, x):
       return self.fc3(nnx.relu(self.fc2(nnx.relu(self.fc1(x)))))
+  return _nnx(MLP, _spec(2, 5))
 
-  graphdef, params = nnx.split(nnx.eval_shape(lambda: MLP(nnx.Rngs(0))), nnx.Param)
-  return lambda params, x: nnx.merge(graphdef, params)(x), params, (_spec(2, 5),)
+
+def nnx_rnn(cell):
+  class RNN(nnx.Module):
+    def __init__(self, rngs):
+      self.rnn = nnx.RNN(cell(5, 8, rngs=rngs), rngs=rngs)
+      self.readout = nnx.Linear(8, 3, rngs=rngs)
+
+    def __call__(self, x):
+      return self.readout(self.rnn(x))
+  return _nnx(RNN, _spec(2, 4, 5))
 
 
 _MLP = {"0/kernel": "input", "1/kernel": "hidden", "2/kernel": "output"}
@@ -171,6 +188,12 @@ RECOGNISED = {
         "params/Embed_0/embedding": "input", "params/Dense_0/kernel": "output"}
         | _prefixed("params/MultiHeadDotProductAttention_0/", _ATTENTION)),
     "nnx_mlp": (nnx_mlp, {"fc1/kernel": "input", "fc2/kernel": "hidden", "fc3/kernel": "output"}),
+    "nnx_lstm": (lambda: nnx_rnn(nnx.LSTMCell), _prefixed("rnn/cell/", {
+        path.replace("if/", "if_/"): role for path, role in _LSTM.items()})
+        | {"readout/kernel": "output"}),
+    "nnx_optimized_lstm": (lambda: nnx_rnn(nnx.OptimizedLSTMCell), {
+        "rnn/cell/dense_i/kernel": "input", "rnn/cell/dense_h/kernel": "hidden",
+        "readout/kernel": "output"}),
 }
 
 
