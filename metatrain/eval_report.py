@@ -118,20 +118,19 @@ def score_lines(score: dict[str, Any], reference: str) -> list[str]:
   return lines
 
 
-def _other_scores(specs: list[suites.TaskSpec], results: dict[str, dict[str, Any]], learned: str,
-                  reference: str) -> dict[str, dict[str, Any]]:
-  """The learned optimizer (and its tuned form, ``{learned}_tuned``, where it ran) against every
-  tuned baseline that ran on all tasks, besides the main score: ``{title: {"reference", "score"}}``.
-  """
+def _other_scores(specs: list[suites.TaskSpec], results: dict[str, dict[str, Any]],
+                  contenders: tuple[str, ...], baselines: tuple[str, ...]
+                  ) -> dict[str, dict[str, Any]]:
+  """Every contender (the learned optimizer at its card's defaults, then tuned on the same grid
+  where it ran so) against every baseline of ``baselines`` that ran on all tasks, but the main
+  score (the first contender against the first baseline): ``{title: {"reference", "score"}}``."""
   ran = lambda name: bool(specs) and all(name in results[s.name] for s in specs)
-  contenders = [name for name in (learned, f"{learned}_tuned") if ran(name)]
-  baselines = [name for name in (reference, "muon") if ran(name)]
   scores = {}
-  for contender in contenders:
-    for baseline in baselines:
-      if (contender, baseline) == (learned, reference):
+  for i, contender in enumerate(c for c in contenders if ran(c)):
+    for baseline in (b for b in baselines if ran(b)):
+      if (contender, baseline) == (contenders[0], baselines[0]):
         continue  # The main score.
-      how = "tuned on the same grid" if contender != learned else "at its card's defaults"
+      how = "tuned on the same grid" if i else "at its card's defaults"
       comparisons = {s.name: compare(results[s.name], contender, baseline) for s in specs}
       scores[f"The learned optimizer {how} against tuned {baseline}"] = {
           "reference": baseline, "score": aggregate(comparisons)}
@@ -302,16 +301,19 @@ def _task_section(spec: suites.TaskSpec, results: dict[str, Any], learned: str,
 
 def write(workdir: Path, record: dict[str, Any], specs: list[suites.TaskSpec],
           skipped: list[suites.Skipped], results: dict[str, dict[str, Any]],
-          grids: dict[str, list[dict[str, float]]], learned: str, reference: str) -> dict[str, Any]:
+          grids: dict[str, list[dict[str, float]]], contenders: tuple[str, ...],
+          baselines: tuple[str, ...]) -> dict[str, Any]:
   """Writes the report files of an evaluation (see the module docstring); returns the JSON written.
 
   ``record`` holds the evaluation's settings and the optimizer's card; ``results[task][optimizer]``
-  is the result of ``metatrain.evaluate.evaluate_task``; ``learned`` and ``reference`` name the
-  learned optimizer and the reference among the optimizers.
+  is the result of ``metatrain.evaluate.evaluate_task``. ``contenders`` name the learned optimizer
+  (first, at its card's defaults) and its tuned form, ``baselines`` the baselines every contender
+  is scored against; the first of them is the reference of the main score.
   """
+  learned, reference = contenders[0], baselines[0]
   comparisons = {s.name: compare(results[s.name], learned, reference) for s in specs}
   score = aggregate(comparisons)
-  other_scores = _other_scores(specs, results, learned, reference)
+  other_scores = _other_scores(specs, results, contenders, baselines)
   written = {"settings": record, "score": score, "other_scores": other_scores,
              "comparisons": comparisons,
              "skipped": [{"task": s.name, "reason": s.reason} for s in skipped],

@@ -61,6 +61,7 @@ LEARNED = "learned"  # The learned optimizer's name among the optimizers of an e
 # optimizers that take them from outside (``takes_learning_rate``; config.tune_learned).
 LEARNED_TUNED = "learned_tuned"
 REFERENCE = "adamw"  # The tuned baseline the learned optimizer is scored against.
+SCORED_AGAINST = (REFERENCE, "muon")  # Reports also score it against these, where they ran.
 CONFIG_FILE = "evaluation.json"
 RUNS_DIR = "runs"
 MAX_CURVE_POINTS = 250  # Stored loss curves average the per-step losses over at most 250 windows.
@@ -372,7 +373,8 @@ def run(config: ConfigDict, workdir: str | Path, overwrite: bool = False,
         results[spec.name][optimizer] = json.loads(path.read_text())
         bar.update()
   grids = {name: grid_points(config, name) for name in config.baselines}
-  return eval_report.write(workdir, record, specs, skipped, results, grids, LEARNED, REFERENCE)
+  return eval_report.write(workdir, record, specs, skipped, results, grids, (LEARNED, *tuned),
+                           SCORED_AGAINST)
 
 
 def _skip(specs: list[suites.TaskSpec], skipped: list[suites.Skipped], names: tuple[str, ...]
