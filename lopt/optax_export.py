@@ -7,7 +7,7 @@ import jax
 import optax
 
 from lopt.base import LearnedOptimizer, MetaParams, Params
-from lopt.roles import infer_roles
+from lopt.roles import name_roles
 
 INFER_ROLES = "infer"
 
@@ -72,16 +72,17 @@ def _roles_for(lopt: LearnedOptimizer, params: Params, roles: Params | str | Non
   role-reading architecture was given none), or ``None`` where the architecture ignores them."""
   if not getattr(lopt, "reads_roles", False):
     return None if isinstance(roles, str) else roles
-  if isinstance(roles, str):
-    return infer_roles(params)
+  if roles is not None and not isinstance(roles, str):
+    return roles
+  inferred = jax.tree.structure(params).unflatten(name_roles(params)[0])  # lopt.infer_roles's.
   if roles is None:
-    roles = infer_roles(params)
     warnings.warn(f"the learned optimizer '{lopt.name}' scales each tensor's update by its role "
-                  f"and was given no roles=; it inferred {_describe(params, roles)}. Check them and "
-                  "pass roles= (a pytree like the parameters of 'input' | 'hidden' | 'output' | "
-                  f"'vector'), or roles='{INFER_ROLES}' to use the inference without this warning",
+                  f"and was given no roles=; it inferred {_describe(params, inferred)}. Check them "
+                  "and pass roles= (a pytree like the parameters of 'input' | 'hidden' | 'output' "
+                  "| 'vector'; lopt.trace_roles(apply_fn, params, *example_inputs) reads them from "
+                  f"the model), or roles='{INFER_ROLES}' to use the inference without this warning",
                   stacklevel=3)
-  return roles
+  return inferred
 
 
 def _describe(params: Params, roles: Params) -> str:
