@@ -26,6 +26,7 @@ from lopt.mlp_lopt import MLPLOpt, MLPLOptState
 from lopt.mu_lopt import MuAdafacMLPLOpt, MuLOptState, MuMLPLOpt
 from lopt.optax_export import as_optax
 from lopt.ortho_mlp_lopt import OrthoMLPLOpt, OrthoMLPLOptState
+from lopt.passport import EnvelopeWarning
 from lopt.shipped import pretrained, pretrained_names
 from lopt.registry import ARCHITECTURES, make
 from lopt.role_tracing import trace_roles
@@ -33,7 +34,7 @@ from lopt.roles import ROLES, infer_roles
 from lopt.velo_lopt import VeLOLOpt, VeLOLOptState
 
 __all__ = ["ARCHITECTURES", "AdafacMLPLOpt", "AdafacMLPLOptState", "BASELINES", "CheckpointError",
-           "CheckpointNotFoundError", "LearnedOptimizer", "MLPLOpt", "MLPLOptState", "as_optax",
+           "CheckpointNotFoundError", "EnvelopeWarning", "LearnedOptimizer", "MLPLOpt", "MLPLOptState", "as_optax",
            "learning_rate_schedule", "load", "load_meta_params", "make", "make_baseline",
            "OrthoMLPLOpt", "OrthoMLPLOptState", "read_card", "save", "search_space",
            "VeLOLOpt", "VeLOLOptState", "MuAdafacMLPLOpt", "MuLOptState", "MuMLPLOpt",
