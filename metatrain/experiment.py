@@ -59,6 +59,15 @@ def config_as_json(config: ConfigDict) -> dict[str, Any]:
   return json.loads(json.dumps(config.to_dict()))
 
 
+def card_metadata(config: ConfigDict, outer_steps: int, seconds: float) -> dict[str, Any]:
+  """What the card of an optimizer meta-trained by ``config`` records: the horizon it plans for,
+  the config, the outer steps and seconds it took, the machine and the code's commit."""
+  return {"num_steps": config.estimator.horizon, "config": config_as_json(config),
+          "outer_steps": outer_steps, "meta_training_seconds": seconds,
+          "machine": f"{platform.machine()} {platform.processor()}".strip(),
+          "devices": [str(d) for d in jax.devices()], "git_commit": git_commit()}
+
+
 def prepare_run_dir(run_dir: Path, config: ConfigDict, resume: bool, overwrite: bool) -> None:
   """Creates ``run_dir`` or checks that it holds this config; see the module docstring."""
   wanted = config_as_json(config)
@@ -96,11 +105,7 @@ def run(config: ConfigDict, workdir: str, resume: bool = False, overwrite: bool 
     return {}  # Process 0 saves and evaluates the optimizer.
 
   horizon = config.estimator.horizon
-  metadata = {"num_steps": horizon, "config": config_as_json(config),
-              "outer_steps": int(state["step"]),
-              "meta_training_seconds": float(state["seconds"]),
-              "machine": f"{platform.machine()} {platform.processor()}".strip(),
-              "devices": [str(d) for d in jax.devices()], "git_commit": git_commit()}
+  metadata = card_metadata(config, int(state["step"]), float(state["seconds"]))
   theta = state["theta"]
   if "best" in state:  # Chosen on validation tasks (metatrain.selection), not the last theta.
     theta = state["best"].theta

@@ -11,7 +11,7 @@ import pytest
 from ml_collections import ConfigDict
 
 import lopt
-from metatrain import evaluate, experiment, selection
+from metatrain import evaluate, experiment, export, selection
 from metatrain.config import ConfigError, build_lopt, build_task_family, validate
 from metatrain.metrics_log import read_metrics
 from metatrain.train import meta_train
@@ -194,3 +194,22 @@ def test_meta_training_imports_nothing_of_evaluation_or_plotting():
           "'metatrain.report', 'metatrain.experiment')))")
   loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
   assert loaded.stdout.strip() == "[]"
+
+
+def test_export_saves_the_theta_of_a_chosen_checkpoint_with_the_runs_card(tiny_config, tmp_path,
+                                                                           capsys):
+  config = tiny_config()
+  experiment.prepare_run_dir(tmp_path / "run", config, resume=False, overwrite=False)
+  last = meta_train(config, tmp_path / "run", show_progress=False)
+  at_3 = meta_train(tiny_config("--config.outer.steps=3"), tmp_path / "short", show_progress=False)
+  assert export.checkpoint_steps(tmp_path / "run") == [3, 6]
+  for step, state in ((3, at_3), (None, last)):
+    out = export.export(tmp_path / "run", tmp_path / f"lo_{step}", step)
+    lo, theta, card = lopt.load_meta_params(out)
+    jax.tree.map(np.testing.assert_array_equal, theta, state["theta"])
+    assert lo == build_lopt(config) and card["metadata"]["outer_steps"] == (step or 6)
+    assert card["metadata"]["num_steps"] == 20 and card["metadata"]["config"]["name"] == "tiny"
+  assert export.main(["--run", str(tmp_path / "run"), "--step", "4", "--out",
+                      str(tmp_path / "lo_4")]) == 2
+  assert "no checkpoint of outer step 4; valid steps: [3, 6]" in capsys.readouterr().err
+  assert not (tmp_path / "lo_4").exists()
