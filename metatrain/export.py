@@ -56,8 +56,9 @@ def export(run_dir: Path, out: Path, step: int | None = None) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
   """The command line on ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
-  parser = argparse.ArgumentParser(prog="python -m metatrain.export", description=__doc__.split(
-      "\n")[0] + " " + __doc__.split("\n")[1])
+  parser = argparse.ArgumentParser(
+      prog="python -m metatrain.export",
+      description="Save the theta of one meta-training checkpoint as an optimizer.")
   parser.add_argument("--run", required=True, type=Path, help="a run directory (runs/<name>)")
   parser.add_argument("--step", type=int, help="the outer step (default: the latest checkpoint)")
   parser.add_argument("--out", required=True, type=Path, help="where to save the optimizer")
