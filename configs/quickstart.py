@@ -1,13 +1,23 @@
-"""Quickstart: meta-train a small MLP learned optimizer on digits MLPs with truncated ES (~10 min, 2 CPU cores).
+"""Quickstart: meta-train a learned optimizer on digits MLPs with truncated ES (minutes on 2 CPU cores).
 
 Run with ``python -m metatrain --config configs/quickstart.py``; override any value on the command
-line, e.g. ``--config.outer.steps=50``.
+line, e.g. ``--config.outer.steps=50``. Two variants (``configs/quickstart.py:<variant>``):
+
+- ``ortho`` (the default): the direction-only orthogonalised optimizer (``lopt.OrthoMLPLOpt``),
+  whose learning rate comes from outside, meta-trained with sign-shaped antithetic pairs on the
+  late-weighted log loss;
+- ``mlp``: a small_fc_lopt-style per-parameter MLP that learns its own step size (the tests' base
+  config).
 """
 
 from ml_collections import ConfigDict
 
+VARIANTS = ("ortho", "mlp")
 
-def get_config() -> ConfigDict:
+
+def get_config(variant: str = "ortho") -> ConfigDict:
+  if variant not in VARIANTS:
+    raise ValueError(f"unknown variant '{variant}'; valid choices: {list(VARIANTS)}")
   config = ConfigDict()
   config.name = "quickstart"  # The run directory is <workdir>/<name>.
   config.seed = 0
@@ -22,8 +32,12 @@ def get_config() -> ConfigDict:
                                 batch_size=128, data_dir="", image_size=0,
                                 image_normalization="unit", train_split="train",
                                 test_split="test", param_scale_range=(1.0, 1.0)))
-  # The learned optimizer: a small_fc_lopt-style per-parameter MLP.
-  config.lopt = ConfigDict(dict(name="mlp", hidden_size=32, num_hidden_layers=2))
+  # The learned optimizer: the direction-only orthogonalised MLP (its learning rate is the peak of a
+  # warmup + cosine schedule over each training), or a small_fc_lopt-style per-parameter MLP.
+  config.lopt = ConfigDict(dict(name="ortho_mlp", hidden_size=8, num_hidden_layers=2,
+                                learning_rate=1e-2, warmup_fraction=0.05, weight_decay=0.0))
+  if variant == "mlp":
+    config.lopt = ConfigDict(dict(name="mlp", hidden_size=32, num_hidden_layers=2))
   # The meta-gradient estimator (truncated_es | pes | nres | tbptt | full_es) over a population of
   # inner trainings of `horizon` steps cut into unrolls (min_horizon > 0: each training's length is
   # drawn from the multiples of unroll_length in [min_horizon, horizon], horizon_sampling: uniform |
@@ -37,6 +51,8 @@ def get_config() -> ConfigDict:
                                      meta_loss="train", normalization="none",
                                      loss_weight_power=0.0, remat=False, shaping="none",
                                      horizon_sampling="uniform"))
+  if variant == "ortho":
+    config.estimator.update(normalization="log_relative", loss_weight_power=2.0, shaping="sign")
   # The meta-optimizer: Adam on theta (weight_decay > 0: AdamW), with the meta-gradient (clip=
   # "gradient") or the update (clip="update") clipped by global norm, at a constant learning rate or
   # (schedule="warmup_cosine") warmed up over warmup_steps and decayed to final_learning_rate (see
@@ -48,6 +64,9 @@ def get_config() -> ConfigDict:
                                  init_from="", max_seconds=0.0, schedule="constant",
                                  warmup_steps=0, final_learning_rate=0.0, weight_decay=0.0,
                                  clip="gradient"))
+  if variant == "ortho":  # μLO's outer loop: AdamW, warmup then cosine, the update clipped.
+    config.outer.update(steps=500, learning_rate=1e-3, schedule="warmup_cosine", warmup_steps=50,
+                        final_learning_rate=3e-4, clip="update")
   config.checkpoint_every = 50
 
   # Evaluation of the saved optimizer on num_seeds held-out tasks of every member against the

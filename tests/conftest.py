@@ -21,7 +21,7 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 
 REPO = Path(__file__).resolve().parents[1]
-QUICKSTART = REPO / "configs" / "quickstart.py"
+QUICKSTART = f"{REPO / 'configs' / 'quickstart.py'}:mlp"  # The small-MLP variant.
 
 TINY_OVERRIDES = ["--config.task.hidden_sizes=(16,)", "--config.task.batch_size=32",
                   "--config.lopt.hidden_size=8", "--config.estimator.population=4",

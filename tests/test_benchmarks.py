@@ -86,7 +86,7 @@ def test_metatrain_throughput_records_every_estimator(tmp_path):
 
 def test_estimator_signal_records_every_estimator_against_the_first(tmp_path):
   sections = _run("estimator_signal.py",
-                  ["--config", "configs/quickstart.py", "--estimators", "tbptt,truncated_es",
+                  ["--config", "configs/quickstart.py:mlp", "--estimators", "tbptt,truncated_es",
                    "--warmup", "1", "--steps", "3", "--config.estimator.population=4",
                    "--config.task.hidden_sizes=(8,)", "--config.lopt.hidden_size=8"],
                   tmp_path / "results.md")
