@@ -2,12 +2,16 @@
 other than the one the run saved.
 
     python -m metatrain.export --run runs/ortho --step 450 --out runs/ortho/optimizer-step450
+    python -m metatrain.export --run runs/ortho --best --out runs/ortho/optimizer-best
 
 Theta is noisy from one outer step to the next, and the last one is not always the best; a run
 keeps its last two orbax checkpoints (every ``checkpoint_every`` outer steps). ``--step`` defaults
 to the latest. The optimizer is written by ``lopt.save`` with the card ``metatrain.experiment``
 writes (the run's config, its horizon, the outer step and the meta-training seconds up to it), so
-``metatrain.evaluate`` and ``metatrain.ship`` take it like any other.
+``metatrain.evaluate`` and ``metatrain.ship`` take it like any other. With ``--best``, a run that
+validates theta (``config.eval.validate_every``) gives the best-scoring theta its checkpoint keeps
+(the one the run will save when it ends; the card records ``selected_outer_step`` and
+``validation_score``).
 """
 
 import argparse
@@ -33,8 +37,9 @@ def checkpoint_steps(run_dir: Path) -> list[int]:
                 if d.name.isdigit() and (d / "commit_success.txt").exists())
 
 
-def export(run_dir: Path, out: Path, step: int | None = None) -> Path:
-  """Saves theta of ``run_dir``'s checkpoint ``step`` (default: the latest) to ``out``."""
+def export(run_dir: Path, out: Path, step: int | None = None, best: bool = False) -> Path:
+  """Saves theta of ``run_dir``'s checkpoint ``step`` (default: the latest) to ``out``; with
+  ``best``, the best validated theta that checkpoint keeps."""
   config_path = run_dir / CONFIG_FILE
   if not config_path.is_file():
     raise ConfigError(f"'{run_dir}' is not a meta-training run directory (no {CONFIG_FILE})")
@@ -49,8 +54,16 @@ def export(run_dir: Path, out: Path, step: int | None = None) -> Path:
   config = ConfigDict(json.loads(config_path.read_text()))
   saved = ocp.StandardCheckpointer().restore((run_dir / CHECKPOINT_DIR / str(step) / "default")
                                              .absolute())
-  lopt.save(out, build_lopt(config), saved["theta"],
-            card_metadata(config, int(saved["step"]), float(saved["seconds"])))
+  metadata = card_metadata(config, int(saved["step"]), float(saved["seconds"]))
+  theta = saved["theta"]
+  if best:
+    if "best" not in saved:
+      raise ConfigError(f"the checkpoint of step {step} keeps no validated theta (the run did not "
+                        "set config.eval.validate_every)")
+    theta = saved["best"]["theta"]
+    metadata.update(selected_outer_step=int(saved["best"]["step"]),
+                    validation_score=float(saved["best"]["score"]))
+  lopt.save(out, build_lopt(config), theta, metadata)
   return out
 
 
@@ -61,14 +74,18 @@ def main(argv: list[str] | None = None) -> int:
       description="Save the theta of one meta-training checkpoint as an optimizer.")
   parser.add_argument("--run", required=True, type=Path, help="a run directory (runs/<name>)")
   parser.add_argument("--step", type=int, help="the outer step (default: the latest checkpoint)")
+  parser.add_argument("--best", action="store_true",
+                      help="the best validated theta that checkpoint keeps, not its last")
   parser.add_argument("--out", required=True, type=Path, help="where to save the optimizer")
   args = parser.parse_args(argv)
   try:
-    path = export(args.run, args.out, args.step)
+    path = export(args.run, args.out, args.step, args.best)
   except ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  print(f"saved outer step {lopt.read_card(path)['metadata']['outer_steps']} of {args.run} to {path}")
+  metadata = lopt.read_card(path)["metadata"]
+  step = metadata.get("selected_outer_step", metadata["outer_steps"])
+  print(f"saved the theta of outer step {step} of {args.run} to {path}")
   return 0
 
 

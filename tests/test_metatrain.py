@@ -198,7 +198,7 @@ def test_meta_training_imports_nothing_of_evaluation_or_plotting():
 
 def test_export_saves_the_theta_of_a_chosen_checkpoint_with_the_runs_card(tiny_config, tmp_path,
                                                                            capsys):
-  config = tiny_config()
+  config = tiny_config("--config.eval.validate_every=2", "--config.eval.validation_seeds=2")
   experiment.prepare_run_dir(tmp_path / "run", config, resume=False, overwrite=False)
   last = meta_train(config, tmp_path / "run", show_progress=False)
   at_3 = meta_train(tiny_config("--config.outer.steps=3"), tmp_path / "short", show_progress=False)
@@ -209,6 +209,10 @@ def test_export_saves_the_theta_of_a_chosen_checkpoint_with_the_runs_card(tiny_c
     jax.tree.map(np.testing.assert_array_equal, theta, state["theta"])
     assert lo == build_lopt(config) and card["metadata"]["outer_steps"] == (step or 6)
     assert card["metadata"]["num_steps"] == 20 and card["metadata"]["config"]["name"] == "tiny"
+  _, best, card = lopt.load_meta_params(export.export(tmp_path / "run", tmp_path / "best",
+                                                      best=True))
+  jax.tree.map(np.testing.assert_array_equal, best, last["best"].theta)
+  assert card["metadata"]["selected_outer_step"] == int(last["best"].step)
   assert export.main(["--run", str(tmp_path / "run"), "--step", "4", "--out",
                       str(tmp_path / "lo_4")]) == 2
   assert "no checkpoint of outer step 4; valid steps: [3, 6]" in capsys.readouterr().err
