@@ -19,7 +19,7 @@ schedules come from ``lopt.make_baseline``; ``lopt.search_space`` gives the grid
 
 from lopt.adafac_mlp_lopt import AdafacMLPLOpt, AdafacMLPLOptState
 from lopt.base import LearnedOptimizer
-from lopt.baselines import BASELINES, learning_rate_schedule, make_baseline, search_space
+from lopt.baselines import BASELINES, grid, learning_rate_schedule, make_baseline, search_space
 from lopt.checkpoint import (CheckpointError, CheckpointNotFoundError, load, load_meta_params,
                              read_card, save)
 from lopt.mlp_lopt import MLPLOpt, MLPLOptState
@@ -35,7 +35,7 @@ from lopt.velo_lopt import VeLOLOpt, VeLOLOptState
 
 __all__ = ["ARCHITECTURES", "AdafacMLPLOpt", "AdafacMLPLOptState", "BASELINES", "CheckpointError",
            "CheckpointNotFoundError", "EnvelopeWarning", "LearnedOptimizer", "MLPLOpt", "MLPLOptState", "as_optax",
-           "learning_rate_schedule", "load", "load_meta_params", "make", "make_baseline",
+           "grid", "learning_rate_schedule", "load", "load_meta_params", "make", "make_baseline",
            "OrthoMLPLOpt", "OrthoMLPLOptState", "read_card", "save", "search_space",
            "VeLOLOpt", "VeLOLOptState", "MuAdafacMLPLOpt", "MuLOptState", "MuMLPLOpt",
            "ROLES", "infer_roles", "pretrained", "pretrained_names", "trace_roles"]

@@ -57,11 +57,14 @@ _Build = Callable[[optax.Schedule, float], optax.GradientTransformation]
 
 @dataclasses.dataclass(frozen=True)
 class _Baseline:
-  """The optimizer built from a schedule ``lr_t`` and a weight decay ``lambda``, and its grid."""
+  """The optimizer built from a schedule ``lr_t`` and a weight decay ``lambda``, its full grid and
+  the coarse grid evaluations tune it on (they extend it past an edge where the best point is)."""
   build: _Build
   learning_rates: tuple[float, ...]
+  coarse_learning_rates: tuple[float, ...]
   takes_weight_decay: bool = True
   weight_decays: tuple[float, ...] = ()  # Searched over only where given.
+  coarse_weight_decays: tuple[float, ...] = ()
 
 
 def _decoupled(direction: Callable[[], optax.GradientTransformation]) -> _Build:
@@ -99,18 +102,24 @@ def _muon(schedule: optax.Schedule, weight_decay: float) -> optax.GradientTransf
 
 _ADAM_LEARNING_RATES = _log_grid(-4, 0)
 _ADAMW_WEIGHT_DECAYS = (1e-3, 1e-2, 1e-1, 1.0)
+_ADAM_COARSE = dict(coarse_learning_rates=(1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1))
+_ADAMW_COARSE = dict(_ADAM_COARSE, coarse_weight_decays=(1e-3, 1e-1))
 BASELINES: dict[str, _Baseline] = {
     "adam": _Baseline(_decoupled(optax.scale_by_adam), _ADAM_LEARNING_RATES,
-                      takes_weight_decay=False),
+                      takes_weight_decay=False, **_ADAM_COARSE),
     "adamw": _Baseline(_decoupled(optax.scale_by_adam), _ADAM_LEARNING_RATES,
-                       weight_decays=_ADAMW_WEIGHT_DECAYS),
+                       weight_decays=_ADAMW_WEIGHT_DECAYS, **_ADAMW_COARSE),
     # Lion's sign updates have RMS 1, so its learning rates sit ~10x below Adam's (Chen et al., 2023).
-    "lion": _Baseline(_decoupled(optax.scale_by_lion), _log_grid(-5, -1)),
-    "sgd": _Baseline(_decoupled(lambda: optax.trace(decay=0.9)), _log_grid(-3, 1)),
+    "lion": _Baseline(_decoupled(optax.scale_by_lion), _log_grid(-5, -1),
+                      coarse_learning_rates=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)),
+    "sgd": _Baseline(_decoupled(lambda: optax.trace(decay=0.9)), _log_grid(-3, 1),
+                     coarse_learning_rates=(1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0)),
     # Adafactor's learning rate is relative to each parameter block's RMS.
-    "adafactor": _Baseline(_decoupled(_adafactor_direction), _log_grid(-3, 0)),
-    # Muon's updates have AdamW's RMS, so it shares AdamW's grid.
-    "muon": _Baseline(_muon, _ADAM_LEARNING_RATES, weight_decays=_ADAMW_WEIGHT_DECAYS),
+    "adafactor": _Baseline(_decoupled(_adafactor_direction), _log_grid(-3, 0),
+                           coarse_learning_rates=(1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)),
+    # Muon's updates have AdamW's RMS, so it shares AdamW's grids.
+    "muon": _Baseline(_muon, _ADAM_LEARNING_RATES, weight_decays=_ADAMW_WEIGHT_DECAYS,
+                      **_ADAMW_COARSE),
 }
 
 
@@ -155,11 +164,20 @@ def make_baseline(name: str, learning_rate: float, num_steps: int, weight_decay:
                         weight_decay)
 
 
-def search_space(name: str) -> list[dict[str, Any]]:
-  """The hyperparameters to tune ``name`` over: keyword arguments of ``make_baseline``, one dict per
-  point of a log grid of learning rates (times weight decays, for ``adamw`` and ``muon``)."""
+def grid(name: str, coarse: bool = False) -> dict[str, tuple[float, ...]]:
+  """``name``'s ``learning_rates`` (and ``weight_decays``, for ``adamw`` and ``muon``): the full log
+  grid, or the coarse one (about one point per half decade, two weight decays) that evaluations
+  tune on and extend past an edge."""
   baseline = _check_name(name)
-  if not baseline.weight_decays:
-    return [{"learning_rate": lr} for lr in baseline.learning_rates]
-  return [{"learning_rate": lr, "weight_decay": wd}
-          for lr in baseline.learning_rates for wd in baseline.weight_decays]
+  learning_rates = baseline.coarse_learning_rates if coarse else baseline.learning_rates
+  weight_decays = baseline.coarse_weight_decays if coarse else baseline.weight_decays
+  return {"learning_rates": learning_rates,
+          **({"weight_decays": weight_decays} if weight_decays else {})}
+
+
+def search_space(name: str, coarse: bool = False) -> list[dict[str, Any]]:
+  """The hyperparameters to tune ``name`` over: keyword arguments of ``make_baseline``, one dict per
+  point of ``grid(name, coarse)`` (learning rates, times weight decays where it has them)."""
+  points = grid(name, coarse)
+  return [{"learning_rate": lr, **({"weight_decay": wd} if wd is not None else {})}
+          for lr in points["learning_rates"] for wd in points.get("weight_decays", (None,))]

@@ -175,15 +175,9 @@ def default_config() -> ConfigDict:
   # the grid is given there, lopt.search_space(<name>) otherwise. adamw is the reference.
   config.baselines = ("adamw", "muon", "adam", "lion", "sgd")
   config.full_grids = False
-  adamw_grid = dict(learning_rates=(1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1), weight_decays=(1e-3, 1e-1))
-  config.grids = ConfigDict(dict(
-      adamw=ConfigDict(adamw_grid),
-      # Muon's updates have AdamW's RMS (lopt.baselines), so it is tuned on AdamW's grid.
-      muon=ConfigDict(adamw_grid),
-      adam=ConfigDict(dict(learning_rates=(1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1))),
-      lion=ConfigDict(dict(learning_rates=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2))),
-      sgd=ConfigDict(dict(learning_rates=(1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0))),
-  ))
+  # The coarse grids of lopt.baselines (Muon's updates have AdamW's RMS, so it shares AdamW's).
+  config.grids = ConfigDict({name: ConfigDict(lopt.grid(name, coarse=True))
+                             for name in ("adamw", "muon", "adam", "lion", "sgd")})
   # Every baseline's schedule (lopt.learning_rate_schedule): linear warmup, then cosine decay to 0.
   config.warmup_fraction = 0.05
   config.schedule = "warmup_cosine"
