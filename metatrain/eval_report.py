@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from metatrain import report, suites
-from metatrain.report import plt
+from metatrain import report_pieces, suites
+from metatrain.report_pieces import plt
 
 REPORT_FILE = "report.md"
 RESULTS_FILE = "results.json"
@@ -156,7 +156,7 @@ def _plot_vs_reference(comparisons: dict[str, dict[str, Any]], reference: str, p
          xlabel=f"final loss, learned optimizer / tuned {reference} (< 1: learned wins)",
          title=f"Learned optimizer vs tuned {reference}")
   ax.invert_yaxis()
-  report.save_figure(fig, path)
+  report_pieces.save_figure(fig, path)
 
 
 def _plot_scaling(axis: str, specs: list[suites.TaskSpec], results: dict[str, Any],
@@ -179,7 +179,7 @@ def _plot_scaling(axis: str, specs: list[suites.TaskSpec], results: dict[str, An
       ax.set_xticks([s.factor for s in group], [f"{s.factor}x" for s in group])
       ax.xaxis.set_minor_locator(plt.NullLocator())
   axes[0, 0].legend(fontsize="small")
-  report.save_figure(fig, path)
+  report_pieces.save_figure(fig, path)
 
 
 def _write_csv(path: Path, specs: list[suites.TaskSpec], results: dict[str, Any]) -> None:
@@ -281,7 +281,7 @@ def _row_label(optimizer: str, result: dict[str, Any], learned: str) -> str:
 
 def task_table(results: dict[str, Any], learned: str) -> str:
   """One task's markdown table: every optimizer's final metrics, mean ± std over the seeds."""
-  return report.results_table({_row_label(optimizer, result, learned): report.summarize(
+  return report_pieces.results_table({_row_label(optimizer, result, learned): report_pieces.summarize(
       _finals(result)) for optimizer, result in results.items()})
 
 
@@ -292,7 +292,7 @@ def _task_section(spec: suites.TaskSpec, results: dict[str, Any], learned: str,
             np.asarray(result["curve"]["train_loss"], np.float64)
             for optimizer, result in results.items()}
   plot = f"curves_{spec.name}.png"
-  report.plot_inner_curves(curves, workdir / plot, title=f"{spec.name} ({spec.num_steps} steps)",
+  report_pieces.plot_inner_curves(curves, workdir / plot, title=f"{spec.name} ({spec.num_steps} steps)",
                            steps=np.asarray(results[learned]["curve"]["steps"]))
   settings = ", ".join(f"{k}={v}" for k, v in spec.kwargs.items())
   return [f"### {spec.name}", "", f"`{spec.family}({settings})`, {spec.num_steps} steps.", "",

@@ -20,7 +20,7 @@ from jax.experimental import multihost_utils
 from ml_collections import ConfigDict
 
 import lopt
-from metatrain import eval_report, evaluate, report, sharding
+from metatrain import eval_report, evaluate, report_pieces, sharding
 from metatrain.config import (ConfigError, build_lopt, build_task_family, family_members,
                               population_slice_sizes)
 from metatrain.metrics_log import read_metrics
@@ -123,8 +123,8 @@ def run(config: ConfigDict, workdir: str, resume: bool = False, overwrite: bool 
                             show_progress=show_progress)
 
   metrics = read_metrics(run_dir)
-  first, last = report.meta_loss_change(metrics)
-  report.plot_meta_training(metrics, run_dir / "meta_training.png")
+  first, last = report_pieces.meta_loss_change(metrics)
+  report_pieces.plot_meta_training(metrics, run_dir / "meta_training.png")
   results = {"score": evaluation["score"], "other_scores": evaluation["other_scores"],
              "evaluation": EVALUATION_DIR, "meta_loss_first_tenth": first,
              "meta_loss_last_tenth": last, "num_eval_tasks": config.eval.num_seeds,

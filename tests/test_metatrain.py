@@ -191,7 +191,7 @@ def test_meta_training_imports_nothing_of_evaluation_or_plotting():
   suites, their reports or matplotlib (checked in a fresh interpreter)."""
   code = ("import sys, metatrain.train; print(sorted(m for m in sys.modules if m.split('.')[0] == "
           "'matplotlib' or m in ('metatrain.evaluate', 'metatrain.eval_report', 'metatrain.suites', "
-          "'metatrain.report', 'metatrain.experiment')))")
+          "'metatrain.report_pieces', 'metatrain.experiment')))")
   loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
   assert loaded.stdout.strip() == "[]"
 

@@ -1,4 +1,5 @@
-"""Pieces of evaluation reports: mean ± std tables in markdown and PNG plots."""
+"""The pieces both reports are made of (a run's ``report.md`` by ``metatrain.experiment``, an
+evaluation's by ``metatrain.eval_report``): mean ± std tables in markdown and PNG plots."""
 
 from pathlib import Path
 from typing import Any
