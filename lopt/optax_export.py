@@ -74,7 +74,7 @@ def _roles_for(lopt: LearnedOptimizer, params: Params, roles: Params | str | Non
     return None if isinstance(roles, str) else roles
   if roles is not None and not isinstance(roles, str):
     return roles
-  inferred = jax.tree.structure(params).unflatten(name_roles(params)[0])  # lopt.infer_roles's.
+  inferred = name_roles(params)[0]  # lopt.infer_roles's rules, per leaf, without its warning.
   if roles is None:
     warnings.warn(f"the learned optimizer '{lopt.name}' scales each tensor's update by its role "
                   f"and was given no roles=; it inferred {_describe(params, inferred)}. Check them "
@@ -82,15 +82,14 @@ def _roles_for(lopt: LearnedOptimizer, params: Params, roles: Params | str | Non
                   "| 'vector'; lopt.trace_roles(apply_fn, params, *example_inputs) reads them from "
                   f"the model), or roles='{INFER_ROLES}' to use the inference without this warning",
                   stacklevel=3)
-  return inferred
+  return jax.tree.structure(params).unflatten(inferred)
 
 
-def _describe(params: Params, roles: Params) -> str:
-  """``roles`` of ``params`` in a sentence: the matrices by role, the vectors counted."""
-  paths = [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+def _describe(params: Params, roles: list[str]) -> str:
+  """The ``roles`` of ``params``' leaves in a sentence: the matrices by role, the vectors counted."""
   by_role = {}
-  for path, role in zip(paths, jax.tree.structure(params).flatten_up_to(roles)):
-    by_role.setdefault(role, []).append(path)
+  for (path, _), role in zip(jax.tree_util.tree_flatten_with_path(params)[0], roles):
+    by_role.setdefault(role, []).append(jax.tree_util.keystr(path))
   matrices = [f"{role}: {', '.join(by_role[role])}" for role in ("input", "hidden", "output")
               if role in by_role]
   return "; ".join(matrices + [f"{len(by_role.get('vector', []))} vector tensors"])

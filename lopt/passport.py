@@ -49,13 +49,17 @@ def _width(member: dict[str, Any]) -> int:
   return max(member.get("hidden_sizes") or [member.get("width", 0)])
 
 
-def _card_ratios(card: dict[str, Any], suite: str, axis: str) -> dict[float, float]:
-  """Per scale factor of ``axis`` in ``suite``, the median over tasks of the learned optimizer's
-  final training loss divided by tuned AdamW's, as the card records them."""
-  tasks = (card.get("metadata", {}).get("evaluation", {}).get("suites", {}).get(suite, {})
-           .get("tasks", {}))
+def _suite_tasks(card: dict[str, Any], suite: str) -> dict[str, dict[str, float]]:
+  """The card's per-task losses of ``suite`` (``metatrain.ship``), empty if it has none."""
+  return (card.get("metadata", {}).get("evaluation", {}).get("suites", {}).get(suite, {})
+          .get("tasks", {}))
+
+
+def _card_ratios(card: dict[str, Any], axis: str) -> dict[float, float]:
+  """Per scale factor of the suite ``axis`` (width, depth, horizon), the median over tasks of the
+  learned optimizer's final training loss divided by tuned AdamW's, as the card records them."""
   ratios: dict[float, list[float]] = {}
-  for name, losses in tasks.items():
+  for name, losses in _suite_tasks(card, axis).items():
     match = re.search(rf"-{axis}(\d+(?:\.\d+)?)x$", name)
     learned, adamw = losses.get("learned_train_loss"), losses.get("adamw_train_loss")
     if match and learned is not None and adamw:
@@ -63,10 +67,10 @@ def _card_ratios(card: dict[str, Any], suite: str, axis: str) -> dict[float, flo
   return {k: sorted(v)[len(v) // 2] for k, v in ratios.items()}
 
 
-def _evidence(card: dict[str, Any], suite: str, axis: str, factor: float) -> str:
-  ratios = _card_ratios(card, suite, axis)
+def _evidence(card: dict[str, Any], axis: str, factor: float) -> str:
+  ratios = _card_ratios(card, axis)
   if not ratios:
-    return f"its card has no '{suite}' evaluation there"
+    return f"its card has no '{axis}' evaluation there"
   nearest = min(ratios, key=lambda k: abs(math.log(k / factor)))
   return (f"at {nearest:g}x its card records {ratios[nearest]:.2g}x tuned AdamW's final training "
           "loss")
@@ -80,7 +84,7 @@ def departures(card: dict[str, Any], params: Any, num_steps: int | None) -> list
   if horizon and isinstance(num_steps, int) and num_steps > horizon:
     factor = num_steps / horizon
     found.append(f"you plan {num_steps} steps, {factor:.3g}x its horizon of {horizon}: "
-                 f"{_evidence(card, 'horizon', 'horizon', factor)}")
+                 f"{_evidence(card, 'horizon', factor)}")
   members = _members(card)
   if not members:
     return found
@@ -91,18 +95,17 @@ def departures(card: dict[str, Any], params: Any, num_steps: int | None) -> list
   if widest and width > WIDTH_MARGIN * widest:
     factor = width / widest
     found.append(f"your widest layer has {width} units, {factor:.3g}x its widest meta-training "
-                 f"task's {widest}: {_evidence(card, 'width', 'width', factor)}")
+                 f"task's {widest}: {_evidence(card, 'width', factor)}")
   if all(m.get("name") in MLP_FAMILIES for m in members):
     deepest = max(len(m.get("hidden_sizes", ())) + 1 for m in members)
     if len(shapes) > DEPTH_MARGIN * deepest:
       factor = len(shapes) / deepest
       found.append(f"your model has {len(shapes)} weight matrices, {factor:.3g}x the "
                    f"{deepest} of its deepest meta-training task: "
-                   f"{_evidence(card, 'depth', 'depth', factor)}")
+                   f"{_evidence(card, 'depth', factor)}")
   if any(len(shape) == 4 for shape in shapes) and not any(
       m.get("name") == "cnn_classifier" for m in members):
-    cnn = card.get("metadata", {}).get("evaluation", {}).get("suites", {}).get(
-        "architecture", {}).get("tasks", {}).get("cnn-digits", {})
+    cnn = _suite_tasks(card, "architecture").get("cnn-digits", {})
     result = (f"on a small CNN its card records "
               f"{cnn['learned_train_loss'] / cnn['adamw_train_loss']:.2g}x tuned AdamW's final "
               "training loss" if cnn.get("adamw_train_loss") else

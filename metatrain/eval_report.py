@@ -281,8 +281,9 @@ def _row_label(optimizer: str, result: dict[str, Any], learned: str) -> str:
 
 def task_table(results: dict[str, Any], learned: str) -> str:
   """One task's markdown table: every optimizer's final metrics, mean ± std over the seeds."""
-  return report_pieces.results_table({_row_label(optimizer, result, learned): report_pieces.summarize(
-      _finals(result)) for optimizer, result in results.items()})
+  return report_pieces.results_table({
+      _row_label(optimizer, result, learned): report_pieces.summarize(_finals(result))
+      for optimizer, result in results.items()})
 
 
 def _task_section(spec: suites.TaskSpec, results: dict[str, Any], learned: str,
@@ -292,8 +293,9 @@ def _task_section(spec: suites.TaskSpec, results: dict[str, Any], learned: str,
             np.asarray(result["curve"]["train_loss"], np.float64)
             for optimizer, result in results.items()}
   plot = f"curves_{spec.name}.png"
-  report_pieces.plot_inner_curves(curves, workdir / plot, title=f"{spec.name} ({spec.num_steps} steps)",
-                           steps=np.asarray(results[learned]["curve"]["steps"]))
+  report_pieces.plot_inner_curves(curves, workdir / plot,
+                                  title=f"{spec.name} ({spec.num_steps} steps)",
+                                  steps=np.asarray(results[learned]["curve"]["steps"]))
   settings = ", ".join(f"{k}={v}" for k, v in spec.kwargs.items())
   return [f"### {spec.name}", "", f"`{spec.family}({settings})`, {spec.num_steps} steps.", "",
           task_table(results, learned), "", f"![{spec.name}]({plot})", ""]

@@ -21,8 +21,7 @@ from ml_collections import ConfigDict
 
 import lopt
 from metatrain import eval_report, evaluate, report_pieces, sharding
-from metatrain.config import (ConfigError, build_lopt, build_task_family, family_members,
-                              population_slice_sizes)
+from metatrain.config import ConfigError, build_lopt, population_slice_sizes
 from metatrain.metrics_log import read_metrics
 from metatrain.train import meta_train
 
