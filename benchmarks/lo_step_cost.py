@@ -1,14 +1,23 @@
 """Cost of every learned optimizer against optax.adam, side by side in one process, in two parts.
 
 **(a) ``--part update``: one optimizer update.** Every learned optimizer and every baseline
-updates the same MLP pytree (``--layer-sizes``, 784-1024-256-10 by default, ~1M parameters) with
-fixed gradients. Reported per optimizer:
+updates the same MLP pytree with fixed gradients, at each size of ``--layer-sizes`` (by default
+784-128-64-10, 784-1024-256-10 and 784-4096-2048-10: ~0.1M, 1M and 11.6M parameters). Reported
+per optimizer and size:
 
-* time per update and its ratio to Adam's;
+* time per update and its ratios to Adam's and to Muon's (``optax.contrib.muon`` through
+  ``lopt.make_baseline``);
 * optimizer-state bytes relative to Adam's;
-* for a learned optimizer, the FLOPs per parameter of its per-parameter MLP (the update's lower
-  bound: every parameter goes through the MLP) and the fraction of the machine's float32 matmul
-  FLOP/s (a 1024^3 matmul, measured here) that this MLP work reaches at the measured update time.
+* the bytes an update must move per parameter at the least (read the parameter, the gradient and
+  the state, write the state and the update) and the fraction of the machine's memory bandwidth
+  (a streamed ``a x + b`` over 256 MiB, measured here) that this traffic reaches at the measured
+  time;
+* for a learned optimizer, the FLOPs per parameter of its per-parameter MLP (every parameter goes
+  through the MLP) and the fraction of the machine's float32 matmul FLOP/s (a 1024^3 matmul,
+  measured here) that this MLP work reaches at the measured update time.
+
+An update is bound by whichever fraction is nearer 100 %: Adam's by memory, an LO's with a
+3072-FLOP network by arithmetic.
 
 **(b) ``--part step``: one whole training step** (forward, backward, optimizer update, apply) of
 Adam and of every learned optimizer at its default size, on two models from ``tasks``:
@@ -25,11 +34,11 @@ model and optimizer: ms per step and its ratio to Adam's step. The target: on th
 the ``mlp`` LO (the small_fc_lopt-size per-parameter MLP) takes at most ``TARGET`` = 1.3x Adam's
 step time; whether each LO meets it is printed.
 
-Learned optimizers whose per-parameter MLP can run in several ways are timed once per entry of
-``--mlp-variants`` (``MLP_VARIANTS``: XLA matmuls in float32 or bfloat16, or the fused Pallas
-kernel of ``lopt.fused_mlp``; by default all three on an accelerator, the first two on a CPU, where
-Pallas only interprets). A variant an architecture cannot run (the Pallas kernel with a hidden size
-under 16) is left out.
+Every learned optimizer is timed once per entry of ``--mlp-variants`` (``MLP_VARIANTS``, the ways
+``lopt.mlp_kernels`` runs the per-parameter network: elementwise and fused by XLA, XLA matmuls in
+float32 or bfloat16, or the fused Pallas kernel of ``lopt.fused_mlp``; by default all four on an
+accelerator, the first two on a CPU, where Pallas only interprets). A variant an architecture cannot
+run (the Pallas kernel with a hidden size under 16) is left out.
 
 Each update or step is ``jit``-ed, compiled before timing and fed its own state back; the timed
 rounds are interleaved (every optimizer once per round, ``results.time_calls``) so that load on a
@@ -38,15 +47,14 @@ mean of ``--steps`` calls. Rows are appended to ``benchmarks/RESULTS.md`` (or
 ``$BENCHMARK_RESULTS``, see ``results.py``), one section per part.
 
     python benchmarks/lo_step_cost.py [--part update|step|all] [--steps 20] [--rounds 7]
-        [--layer-sizes 784,1024,256,10]
+        [--layer-sizes "784,128,64,10;784,1024,256,10"]
         [--lm-width W] [--lm-depth D] [--lm-heads H] [--lm-sequence-length T] [--lm-batch-size B]
         [--mlp-hidden-sizes 32] [--mlp-batch-size 128] [--lopts mlp,mu_mlp,…]
-        [--mlp-variants float32,bfloat16,pallas]
+        [--mlp-variants elementwise,matmul,matmul-bfloat16,pallas]
         [--note "…"]
 """
 
 import argparse
-import dataclasses
 import functools
 import sys
 from collections.abc import Callable
@@ -64,8 +72,10 @@ import tasks  # noqa: E402
 
 UPDATE_SECTION = "Optimizer update cost vs Adam, every LO and baseline (benchmarks/lo_step_cost.py)"
 UPDATE_HEADER = ["date", "machine", "parameters", "optimizer", "ms/update", "time / Adam",
-                 "state bytes / Adam", "LO MLP FLOPs/param", "LO MLP FLOP/s / matmul FLOP/s",
-                 "note"]
+                 "time / Muon", "state bytes / Adam", "min bytes moved/param",
+                 "bytes/s / memory bandwidth", "LO MLP FLOPs/param",
+                 "LO MLP FLOP/s / matmul FLOP/s", "note"]
+MUON = "muon (baseline)"
 STEP_SECTION = ("Whole training step (forward, backward, update, apply) vs Adam, every LO "
                 "(benchmarks/lo_step_cost.py)")
 STEP_HEADER = ["date", "machine", "model", "parameters", "tokens or examples / step", "optimizer",
@@ -76,10 +86,19 @@ TARGET = 1.3
 # Transformer LM sizes by default: the target's size on an accelerator, a smaller one on a CPU.
 LM_DEFAULTS = {"accelerator": dict(width=256, depth=4, heads=4, sequence_length=256, batch_size=32),
                "cpu": dict(width=128, depth=2, heads=4, sequence_length=128, batch_size=8)}
-# Ways to run an MLP LO's per-parameter network: the architecture's settings, and a label.
-MLP_VARIANTS = {"float32": {}, "bfloat16": {"mlp_dtype": "bfloat16"},
+# Ways to run an LO's per-parameter network (``lopt.mlp_kernels``): the architecture's settings,
+# and a label.
+MLP_VARIANTS = {"elementwise": {"mlp_kernel": "elementwise"},
+                "matmul": {"mlp_kernel": "xla"},
+                "matmul-bfloat16": {"mlp_kernel": "xla", "mlp_dtype": "bfloat16"},
                 "pallas": {"mlp_kernel": "pallas"}}
-MLP_LABELS = {"bfloat16": "bfloat16 MLP", "pallas": "fused Pallas MLP"}
+MLP_LABELS = {"elementwise": "elementwise MLP", "matmul": "matmul MLP",
+              "matmul-bfloat16": "bfloat16 matmul MLP", "pallas": "fused Pallas MLP"}
+# The variants timed by default, per backend: on a CPU, Pallas only interprets and bfloat16 has no
+# fast path.
+DEFAULT_MLP_VARIANTS = {"cpu": ("elementwise", "matmul"),
+                        "accelerator": ("elementwise", "matmul", "matmul-bfloat16", "pallas")}
+DEFAULT_LAYER_SIZES = "784,128,64,10;784,1024,256,10;784,4096,2048,10"
 NUM_STEPS = 1000  # The training length the optimizers plan for (schedules, LO progress features).
 
 
@@ -116,16 +135,14 @@ def learned_optimizers(names, mlp_variants, roles=None):
   ``mlp_variants`` that each can run; ``roles`` go to the μP-aware ones."""
   entries = {}
   for name in names:
-    architecture = lopt.ARCHITECTURES[name]
-    has_variants = any(f.name == "mlp_kernel" for f in dataclasses.fields(architecture))
-    for variant in mlp_variants if has_variants else ("float32",):
+    for variant in mlp_variants:
       try:
-        lo = architecture(**MLP_VARIANTS[variant])
+        lo = lopt.ARCHITECTURES[name](**MLP_VARIANTS[variant])
       except ValueError:
         continue  # This architecture cannot run this variant (e.g. too small for the kernel).
       theta = lo.init_meta_params(jax.random.PRNGKey(1))
-      size = f"hidden {lo.hidden_size}x{lo.num_hidden_layers}"
-      label = f"{name} LO ({size}{'' if variant == 'float32' else ', ' + MLP_LABELS[variant]})"
+      label = (f"{name} LO (hidden {lo.hidden_size}x{lo.num_hidden_layers}, "
+               f"{MLP_LABELS[variant]})")
       entries[label] = (lopt.as_optax(lo, theta, NUM_STEPS, roles), lo)
   return entries
 
@@ -143,6 +160,22 @@ def matmul_flops_per_second(size=1024, repeats=20) -> float:
   seconds = results.time_call(functools.partial(matmul, a=a), a, steps=1, rounds=repeats,
                               feed_back=False)
   return 2 * size**3 / seconds
+
+
+def memory_bytes_per_second(num_floats=2**26, repeats=20) -> float:
+  """Measured memory bandwidth: bytes read and written per second by a jitted ``a x + b`` over
+  ``num_floats`` float32 (256 MiB each way by default; median of ``repeats``)."""
+  x = jnp.ones((num_floats,), jnp.float32)
+  stream = jax.jit(lambda x: 1.0001 * x + 1e-4)
+  seconds = results.time_call(stream, x, steps=1, rounds=repeats, feed_back=False)
+  return 2 * 4 * num_floats / seconds
+
+
+def min_bytes_moved(tx, params) -> int:
+  """The least traffic of one update: read the parameters, gradients and state, write the state
+  and the updates."""
+  param_bytes = sum(p.size * p.dtype.itemsize for p in jax.tree.leaves(params))
+  return 3 * param_bytes + 2 * state_bytes(tx, params)
 
 
 def seconds_per_update(entries, params, grads, steps, rounds):
@@ -201,25 +234,32 @@ def mlp_task(args):
 
 
 def update_part(args, machine):
-  """Part (a): times one update of every optimizer on an MLP pytree, prints and records rows."""
-  params = mlp_params(jax.random.PRNGKey(0), [int(s) for s in args.layer_sizes.split(",")])
-  grads = jax.tree.map(lambda p: 1e-3 * jnp.ones_like(p), params)
-  num_params = num_parameters(params)
-  entries = {**adam(), **baselines(), **learned_optimizers(args.lopts, args.mlp_variants)}
-  seconds = seconds_per_update(entries, params, grads, args.steps, args.rounds)
-  matmul_flops = matmul_flops_per_second()
-  adam_label = next(iter(entries))
-  adam_seconds, adam_bytes = seconds[adam_label], state_bytes(entries[adam_label][0], params)
-  print(f"(a) one update, {num_params:,} parameters; matmul {matmul_flops / 1e9:.1f} GFLOP/s")
-  for label, (tx, lo) in entries.items():
-    flops = f"{lo.flops_per_parameter:,}" if lo else "-"
-    fraction = (f"{lo.flops_per_parameter * num_params / seconds[label] / matmul_flops:.1%}"
-                if lo else "-")
-    row = [results.today(), machine, f"{num_params:,}", label, results.milliseconds(seconds[label]),
-           results.ratio(seconds[label] / adam_seconds),
-           f"{state_bytes(tx, params) / adam_bytes:.3g}", flops, fraction, args.note]
-    print(" | ".join(row[3:]))
-    results.record(UPDATE_SECTION, UPDATE_HEADER, row)
+  """Part (a): times one update of every optimizer on an MLP pytree of each ``--layer-sizes``,
+  prints and records rows."""
+  matmul_flops, bandwidth = matmul_flops_per_second(), memory_bytes_per_second()
+  print(f"(a) matmul {matmul_flops / 1e9:.1f} GFLOP/s, memory {bandwidth / 1e9:.1f} GB/s")
+  for layer_sizes in args.layer_sizes.split(";"):
+    params = mlp_params(jax.random.PRNGKey(0), [int(s) for s in layer_sizes.split(",")])
+    grads = jax.tree.map(lambda p: 1e-3 * jnp.cos(p), params)
+    num_params = num_parameters(params)
+    entries = {**adam(), **baselines(), **learned_optimizers(args.lopts, args.mlp_variants)}
+    seconds = seconds_per_update(entries, params, grads, args.steps, args.rounds)
+    adam_label = next(iter(entries))
+    adam_bytes = state_bytes(entries[adam_label][0], params)
+    print(f"(a) one update, {num_params:,} parameters")
+    for label, (tx, lo) in entries.items():
+      traffic = min_bytes_moved(tx, params)
+      flops = f"{lo.flops_per_parameter:,}" if lo else "-"
+      fraction = (f"{lo.flops_per_parameter * num_params / seconds[label] / matmul_flops:.1%}"
+                  if lo else "-")
+      row = [results.today(), machine, f"{num_params:,}", label,
+             results.milliseconds(seconds[label]),
+             results.ratio(seconds[label] / seconds[adam_label]),
+             results.ratio(seconds[label] / seconds[MUON]),
+             f"{state_bytes(tx, params) / adam_bytes:.3g}", f"{traffic / num_params:.3g}",
+             f"{traffic / seconds[label] / bandwidth:.1%}", flops, fraction, args.note]
+      print(" | ".join(row[3:]))
+      results.record(UPDATE_SECTION, UPDATE_HEADER, row)
 
 
 def step_part(args, machine):
@@ -261,8 +301,9 @@ parse_mlp_variants = comma_separated("MLP variant(s)", MLP_VARIANTS)
 
 
 def default_mlp_variants() -> str:
-  """All ``MLP_VARIANTS`` on an accelerator; on a CPU, where Pallas only interprets, the XLA ones."""
-  return ",".join(v for v in MLP_VARIANTS if v != "pallas" or jax.default_backend() != "cpu")
+  """``DEFAULT_MLP_VARIANTS`` of this backend."""
+  backend = "cpu" if jax.default_backend() == "cpu" else "accelerator"
+  return ",".join(DEFAULT_MLP_VARIANTS[backend])
 
 
 def parse_args(argv):
@@ -272,8 +313,9 @@ def parse_args(argv):
                       help="(a) one optimizer update, (b) one whole training step, or both")
   parser.add_argument("--steps", type=int, default=20, help="calls per timed round")
   parser.add_argument("--rounds", type=int, default=7, help="interleaved timed rounds")
-  parser.add_argument("--layer-sizes", default="784,1024,256,10",
-                      help="(a) MLP layer sizes, e.g. 784,4096,2048,10 for ~11M parameters")
+  parser.add_argument("--layer-sizes", default=DEFAULT_LAYER_SIZES,
+                      help="(a) MLP layer sizes, one model per ';'-separated entry "
+                           "(default: %(default)s, ~0.1M, 1M and 11.6M parameters)")
   backend = "cpu" if jax.default_backend() == "cpu" else "accelerator"
   for name, value in LM_DEFAULTS[backend].items():
     parser.add_argument(f"--lm-{name.replace('_', '-')}", type=int, default=value,

@@ -4,21 +4,22 @@ On one MLP pytree (``--layer-sizes``, 784-4096-2048-10 by default, ~11.6M parame
 by side in one process (``results.time_calls``):
 
 * optax.adam's update (the reference);
-* ``MLPLOpt``'s whole update, once per ``--mlp-variants`` entry (``lo_step_cost.MLP_VARIANTS``:
-  XLA matmuls in float32 or bfloat16, or the fused Pallas kernel);
-* its per-parameter network alone (``fused_mlp.row_network``) on a random ``(N, F)`` matrix, one
-  row per parameter, as the update runs it.
+* ``MLPLOpt``'s whole update, once per ``--mlp-variants`` entry (``lo_step_cost.MLP_VARIANTS``,
+  the kernels of ``lopt.mlp_kernels``);
+* its per-parameter network alone (``mlp_kernels.apply_to_tensors``) on random features given as
+  the update gives them, one array per feature (for the matmul kernels this includes stacking them
+  into rows).
 
-The difference ``update - network`` is the cost of everything else: the accumulators, the features,
-their RMS normalisation and the concatenation of all tensors' rows. Rows go to
+The difference ``update - network`` is the cost of everything else: the accumulators, the features
+and their RMS normalisation. (With the elementwise kernel XLA fuses the network into the features'
+loop, so the difference can be small or even negative: the parts are not separate there.) Rows go to
 ``benchmarks/RESULTS.md`` (or ``$BENCHMARK_RESULTS``).
 
     python benchmarks/lo_update_breakdown.py [--layer-sizes 784,4096,2048,10]
-        [--mlp-variants float32,bfloat16,pallas] [--steps 20] [--rounds 5] [--note "…"]
+        [--mlp-variants elementwise,matmul,matmul-bfloat16,pallas] [--steps 20] [--rounds 5] [--note "…"]
 """
 
 import argparse
-import functools
 import sys
 from pathlib import Path
 
@@ -33,7 +34,7 @@ import lopt  # noqa: E402
 
 SECTION = "Where the MLP LO's update time goes (benchmarks/lo_update_breakdown.py)"
 HEADER = ["date", "machine", "parameters", "MLP variant", "Adam ms", "LO update ms",
-          "network alone ms", "rest (features, normalisation, rows) ms", "update / Adam", "note"]
+          "network alone ms", "rest (features, normalisation) ms", "update / Adam", "note"]
 
 
 def main(argv):
@@ -55,10 +56,10 @@ def main(argv):
     lo = lopt.MLPLOpt(**lo_step_cost.MLP_VARIANTS[variant])
     theta = lo.init_meta_params(jax.random.PRNGKey(1))
     updates[variant] = (lopt.as_optax(lo, theta, lo_step_cost.NUM_STEPS), lo)
-    rows = jax.random.normal(jax.random.PRNGKey(2), (num_params, lo.num_features))
-    network = jax.jit(functools.partial(
-        lopt.fused_mlp.row_network(lo.mlp_kernel, lo.mlp_dtype, lo.hidden_size), theta))
-    networks[variant] = (network, rows)
+    features = list(jax.random.normal(jax.random.PRNGKey(2), (lo.num_features, num_params)))
+    network = jax.jit(lambda x, theta=theta, lo=lo: lopt.mlp_kernels.apply_to_tensors(
+        theta, [x], lo.mlp_kernel, lo.mlp_dtype))
+    networks[variant] = (network, features)
   entries = {"adam": lo_step_cost.adam()["adam (optax, constant lr)"],
              **{f"update {v}": entry for v, entry in updates.items()}}
   seconds = lo_step_cost.seconds_per_update(entries, params, grads, args.steps, args.rounds)

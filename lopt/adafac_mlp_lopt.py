@@ -28,7 +28,7 @@ followed by the training-progress features ``tanh(s * min(t / T, 1))`` and ``tan
 ``u = step_mult * d * exp(exp_mult * a)`` are those of ``lopt.per_param_mlp``; at initialisation
 ``d`` is the factored momentum-Adam direction ``-m_1 / sqrt(v_D)`` (normalised) plus a small
 random function of the features. As in
-``MLPLOpt``, the MLP runs once over all tensors' rows (``mlp_dtype``, ``mlp_kernel``).
+``MLPLOpt``, ``mlp_kernel`` and ``mlp_dtype`` say how the MLP runs (``lopt.mlp_kernels``).
 
 Memory: an ``r x c`` matrix keeps ``K r c + D (r + c)`` float32 numbers; with the default two momenta
 that is Adam's ``2 r c`` plus a vanishing ``D (r + c)``, half of ``MLPLOpt``'s ``4 r c``. Unlike
@@ -43,7 +43,6 @@ from typing import Any, ClassVar, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from lopt import per_param_mlp
 from lopt.accumulators import (init_momenta, init_second_moments, update_momenta,
                                update_second_moments)
 from lopt.features import (adam_feature_index, mlp_inputs, moment_features,
@@ -77,7 +76,7 @@ class AdafacMLPLOpt(PerParameterNetwork):
   step_mult: float = 1e-3
   exp_mult: float = 0.1
   mlp_dtype: str = "float32"
-  mlp_kernel: str = "xla"
+  mlp_kernel: str = "auto"
 
   name: ClassVar[str] = "adafac_mlp"
 
@@ -120,8 +119,7 @@ class AdafacMLPLOpt(PerParameterNetwork):
 
     inputs, momenta, second_moments = map_leaves(
         accumulate_leaf, params, grads, opt_state.momenta, opt_state.second_moments)
-    updates = per_param_mlp.tensor_updates(theta, params, inputs, self.step_mult, self.exp_mult,
-                                           self._network())
+    updates = self._tensor_updates(theta, params, inputs)
     new_state = AdafacMLPLOptState(momenta, second_moments, opt_state.step + 1,
                                    opt_state.num_steps)
     return updates, new_state

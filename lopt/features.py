@@ -36,15 +36,13 @@ def mean_squares(features: Sequence[jax.Array]) -> jax.Array:
   return jnp.mean(jnp.square(stacked), axis=tuple(range(1, stacked.ndim)))
 
 
-def normalised_stack(features: Sequence[jax.Array], mean_square: jax.Array,
-                     columns: jax.Array) -> jax.Array:
-  """``f_i / sqrt(mean_square_i + eps)`` for each feature, followed by one constant column per
-  entry of ``columns`` (per-tensor values such as the time features; may be empty), stacked on a
-  new last axis: shape ``p.shape + (F + len(columns),)``."""
+def normalised(features: Sequence[jax.Array], mean_square: jax.Array,
+               columns: jax.Array) -> list[jax.Array]:
+  """The network's inputs: ``f_i / sqrt(mean_square_i + eps)`` for each feature (arrays shaped like
+  the parameter), then one scalar per entry of ``columns`` (per-tensor values such as the time
+  features; may be empty). ``lopt.mlp_kernels`` runs the network on such lists."""
   scales = jax.lax.rsqrt(mean_square + EPS)
-  shape = features[0].shape
-  return jnp.stack([f * scales[i] for i, f in enumerate(features)]
-                   + [jnp.broadcast_to(c, shape) for c in columns], axis=-1)
+  return [f * scales[i] for i, f in enumerate(features)] + list(columns)
 
 
 def time_features(step: jax.Array, num_steps: jax.Array, scales: Sequence[float],
@@ -57,10 +55,10 @@ def time_features(step: jax.Array, num_steps: jax.Array, scales: Sequence[float]
   return jnp.concatenate([fractions, steps])
 
 
-def mlp_inputs(features: Sequence[jax.Array], time: jax.Array) -> jax.Array:
-  """The MLP's input: the ``features`` (arrays shaped like the parameter) RMS-normalised over the
-  tensor, with the ``time`` features appended; shape ``p.shape + (F + len(time),)``."""
-  return normalised_stack(features, mean_squares(features), time)
+def mlp_inputs(features: Sequence[jax.Array], time: jax.Array) -> list[jax.Array]:
+  """The MLP's inputs: the ``features`` (arrays shaped like the parameter) RMS-normalised over the
+  tensor, then the ``time`` features as scalars (``normalised``)."""
+  return normalised(features, mean_squares(features), time)
 
 
 def moment_features(p: jax.Array, g: jax.Array, momenta: jax.Array,

@@ -19,9 +19,6 @@ Gradients (TBPTT through the optimizer) take the XLA network's: ``apply`` is a `
 backward pass differentiates ``per_param_mlp.apply``.
 """
 
-import functools
-from collections.abc import Callable
-
 import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
@@ -29,30 +26,21 @@ from jax.experimental.pallas import triton as pallas_triton
 
 from lopt import per_param_mlp
 
-# How the per-parameter network runs: XLA matmuls (``per_param_mlp.apply``) or this module's kernel.
-KERNELS = ("xla", "pallas")
 # Rows per kernel program.
 BLOCK_ROWS = 512
 # Triton's smallest matmul side.
 _MIN_DOT = 16
 
 
-def row_network(kernel: str, dtype: str, hidden_size: int) -> Callable:
-  """The per-parameter network as a function ``(theta, rows (N, F)) -> (N, 2)``:
-  ``per_param_mlp.apply`` computing in ``dtype`` for ``kernel="xla"``, or this module's ``apply``
-  for ``kernel="pallas"`` (float32, a hidden size that is a power of two of at least 16, Triton's
-  smallest matmul tile). ``ValueError`` names the problem and the valid choices otherwise."""
-  per_param_mlp.compute_dtype(dtype)
-  if kernel == "xla":
-    return functools.partial(per_param_mlp.apply, dtype=dtype)
-  if kernel != "pallas":
-    raise ValueError(f"unknown MLP kernel '{kernel}'; valid: {', '.join(KERNELS)}")
+def check(dtype: str, hidden_size: int) -> None:
+  """``ValueError`` unless the kernel can run a network computing in ``dtype`` with ``hidden_size``
+  units: float32, a hidden size that is a power of two of at least 16 (Triton's smallest matmul
+  tile)."""
   if dtype != "float32":
     raise ValueError(f"the fused Pallas network computes in float32, got mlp_dtype='{dtype}'")
   if hidden_size < _MIN_DOT or hidden_size & (hidden_size - 1):
     raise ValueError(f"the fused Pallas network needs a hidden size that is a power of two and at "
-                     f"least {_MIN_DOT}, got {hidden_size}; use mlp_kernel='xla'")
-  return apply
+                     f"least {_MIN_DOT}, got {hidden_size}; use mlp_kernel='elementwise' or 'xla'")
 
 
 def interpret() -> bool:

@@ -23,10 +23,11 @@ feature ``m_1 / sqrt(v)`` through ``relu(x) - relu(-x) = x`` so that, at initial
 normalised momentum-Adam direction ``-m_1 / sqrt(v)`` plus a small random function of the features
 (``lopt.per_param_mlp``).
 
-The MLP runs once over the rows of all tensors together (``per_param_mlp.tensor_updates``): as XLA
-matmuls in float32 or, with ``mlp_dtype="bfloat16"``, in bfloat16 (float32 features, accumulators
-and update), or with ``mlp_kernel="pallas"`` as one fused kernel that keeps the hidden activations
-on chip (``lopt.fused_mlp``; same function, for GPUs).
+How the MLP runs is ``mlp_kernel`` (``lopt.mlp_kernels``): fused with the features and the update
+into one elementwise loop per tensor (``"elementwise"``), once over the rows of all tensors as XLA
+matmuls (``"xla"``), as one Pallas kernel that keeps the hidden activations on chip (``"pallas"``,
+GPUs), or the fastest measured on the backend (``"auto"``, the default). It computes in
+``mlp_dtype``: float32, or bfloat16 (float32 features, accumulators and update).
 
 State: ``K + 1`` float32 numbers per parameter (Adam keeps 2).
 """
@@ -37,7 +38,7 @@ from typing import Any, ClassVar, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from lopt import fused_mlp, per_param_mlp
+from lopt import mlp_kernels, per_param_mlp
 from lopt.accumulators import init_momenta, update_momenta
 from lopt.features import (adam_feature_index, mlp_inputs, moment_features,
                            num_moment_features, time_features)
@@ -62,7 +63,7 @@ class PerParameterNetwork:
     if any(tau <= 0 for tau in self.step_scales):
       raise ValueError(f"{type(self).__name__}: step_scales must be positive numbers of steps, got "
                        f"{self.step_scales}")
-    self._network()  # Checks mlp_kernel and mlp_dtype.
+    mlp_kernels.check(self.mlp_kernel, self.mlp_dtype, self.hidden_size)
 
   @property
   def flops_per_parameter(self) -> int:
@@ -70,9 +71,10 @@ class PerParameterNetwork:
     return per_param_mlp.flops_per_parameter(self.num_features, self.hidden_size,
                                              self.num_hidden_layers)
 
-  def _network(self):
-    """The network on all rows: ``mlp_kernel`` and ``mlp_dtype`` (``fused_mlp.row_network``)."""
-    return fused_mlp.row_network(self.mlp_kernel, self.mlp_dtype, self.hidden_size)
+  def _tensor_updates(self, theta, params, inputs):
+    """``mlp_kernels.tensor_updates`` with this optimizer's network settings."""
+    return mlp_kernels.tensor_updates(theta, params, inputs, self.step_mult, self.exp_mult,
+                                      self.mlp_kernel, self.mlp_dtype)
 
   def init_meta_params(self, key: jax.Array) -> per_param_mlp.MLPParams:
     return per_param_mlp.init(key, self.num_features, self.hidden_size, self.num_hidden_layers,
@@ -92,7 +94,7 @@ class MLPLOpt(PerParameterNetwork):
   step_mult: float = 1e-3
   exp_mult: float = 0.1
   mlp_dtype: str = "float32"
-  mlp_kernel: str = "xla"
+  mlp_kernel: str = "auto"
 
   name: ClassVar[str] = "mlp"
 
@@ -135,7 +137,6 @@ class MLPLOpt(PerParameterNetwork):
 
     inputs, momenta, second_moment = map_leaves(
         accumulate_leaf, params, grads, opt_state.momenta, opt_state.second_moment)
-    updates = per_param_mlp.tensor_updates(theta, params, inputs, self.step_mult, self.exp_mult,
-                                           self._network())
+    updates = self._tensor_updates(theta, params, inputs)
     new_state = MLPLOptState(momenta, second_moment, opt_state.step + 1, opt_state.num_steps)
     return updates, new_state

@@ -53,6 +53,9 @@ normalised momentum ``m_1`` through, so at initialisation ``d = -m_1 / rms(m_1)`
 random function of the features, and the optimizer is Muon (momentum 0.9, no Nesterov) with the
 RMS-1 scaling above; meta-training moves it from there.
 
+The network runs as ``mlp_kernel`` says (``lopt.mlp_kernels``; by default the fastest measured on
+the backend).
+
 State: ``K + 1`` float32 numbers per parameter and ``r + c`` per matrix (Adam keeps 2).
 """
 
@@ -65,7 +68,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lopt import per_param_mlp
+from lopt import mlp_kernels, per_param_mlp
 from lopt.accumulators import (init_momenta, init_second_moments, update_momenta,
                                update_second_moments)
 from lopt.features import EPS, mlp_inputs, moment_features, num_moment_features
@@ -163,6 +166,7 @@ class OrthoMLPLOpt:
   warmup_fraction: float = 0.05
   weight_decay: float = 0.0
   vector_lr_ratio: float = 1.0
+  mlp_kernel: str = "auto"
 
   name: ClassVar[str] = "ortho_mlp"
   # The learning rate and weight decay come from outside (``lopt.as_optax`` sets them).
@@ -181,6 +185,7 @@ class OrthoMLPLOpt:
     if not self.vector_lr_ratio >= 0:
       raise ValueError(f"OrthoMLPLOpt: vector_lr_ratio must be >= 0, got {self.vector_lr_ratio}")
     check_learning_rate(self.learning_rate, self.weight_decay, type(self).__name__)
+    mlp_kernels.check(self.mlp_kernel, "float32", self.hidden_size)
 
   @property
   def num_features(self) -> int:
@@ -240,12 +245,13 @@ class OrthoMLPLOpt:
     treedef = jax.tree.structure(params)
     leaves = treedef.flatten_up_to(params)
     matrix_inputs = [x for x, p in zip(treedef.flatten_up_to(inputs), leaves) if p.ndim > 1]
-    outputs = iter(per_param_mlp.apply_to_tensors(theta, matrix_inputs))
+    outputs = iter(mlp_kernels.apply_to_tensors(theta, matrix_inputs, self.mlp_kernel))
     lr = self.learning_rate_at(opt_state.step, opt_state.num_steps)
 
     def direction(p, m, v):
       if p.ndim > 1:
-        return self._matrix_direction(next(outputs)[..., 0])
+        (network_direction,) = next(outputs)
+        return self._matrix_direction(network_direction)
       m_hat = m[0] / (1 - self.momentum_decays[0] ** step)
       v_hat = v / (1 - beta_v ** step)
       return -self.vector_lr_ratio * m_hat / (jnp.sqrt(v_hat) + 1e-8)

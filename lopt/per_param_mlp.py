@@ -14,11 +14,10 @@ random part of the output layer is scaled by ``RANDOM_OUTPUT_SCALE``, so at init
 ``-x_k`` plus a small random function of the features.
 """
 
-from collections.abc import Callable
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 # Scale of the random part of the output layer at initialisation, relative to the pass-through path.
 RANDOM_OUTPUT_SCALE = 0.01
@@ -86,39 +85,43 @@ def apply(theta: MLPParams, x: jax.Array, dtype: str = "float32") -> jax.Array:
   return x.astype(jnp.float32)
 
 
-def apply_to_tensors(theta: MLPParams, inputs: list[jax.Array],
-                     network: Callable[[MLPParams, jax.Array], jax.Array] = apply
-                     ) -> list[jax.Array]:
-  """``network`` (``apply`` or another function of the same rows) on every tensor's inputs (shapes
-  ``p.shape + (F,)``) in a single call.
+def apply_elementwise(theta: MLPParams, inputs: Sequence[jax.Array], dtype: str = "float32"
+                      ) -> list[jax.Array]:
+  """``apply`` with its inputs given feature by feature: ``inputs[i]`` holds feature ``i`` of every
+  row, as arrays that broadcast to one shape (a per-tensor constant such as a time feature may be a
+  scalar); returns one array per output.
 
-  The inputs are flattened to rows, concatenated into one ``(sum_p |p|, F)`` matrix, run through the
-  network once and split back. The result is that of ``apply`` per tensor, but the whole pytree
-  costs one chain of matmuls instead of one per tensor: on an accelerator a model with dozens of
-  small tensors is otherwise bound by per-tensor kernel launches rather than by the MLP's FLOPs.
+  Every unit is written as scalar-weight multiply-adds over whole arrays,
+
+      h_j = relu(b_j + sum_i w_ij x_i),
+
+  so the network is one elementwise computation that XLA fuses with the features before it and the
+  update after it into a single loop over the tensor: no ``(N, F)`` feature matrix or ``(N, H)``
+  activation matrix is written to memory, and the loop's work is the network's FLOPs (whereas
+  ``apply``'s matmuls, with inner dimensions of ~10-32, use a small fraction of the machine's
+  matmul rate). Inputs that are scalars add to the bias once per tensor, not once per row. Same
+  function as ``apply`` up to the order of float additions.
   """
-  if not inputs:
-    return []
-  rows = jnp.concatenate([x.reshape(-1, x.shape[-1]) for x in inputs])
-  splits = np.cumsum([x.size // x.shape[-1] for x in inputs])[:-1]
-  outputs = jnp.split(network(theta, rows), splits)
-  return [out.reshape(x.shape[:-1] + out.shape[-1:]) for x, out in zip(inputs, outputs)]
+  dtype = compute_dtype(dtype)
+  values = [x.astype(dtype) for x in inputs]
+  num_layers = len(theta)
+  for i in range(num_layers):
+    w, b = (theta[f"linear_{i}"][k].astype(dtype) for k in ("w", "b"))
+    # Scalars first: their sum with the bias is computed once, not per row.
+    order = sorted(range(len(values)), key=lambda k: values[k].ndim)
+    units = []
+    for j in range(w.shape[1]):
+      unit = b[j]
+      for k in order:
+        unit = unit + w[k, j] * values[k]
+      units.append(jax.nn.relu(unit) if i < num_layers - 1 else unit)
+    values = units
+  return [v.astype(jnp.float32) for v in values]
 
 
-def tensor_updates(theta: MLPParams, params, inputs, step_mult: float, exp_mult: float,
-                   network: Callable[[MLPParams, jax.Array], jax.Array] = apply):
-  """The update of every tensor of ``params`` from its network inputs (a pytree like ``params`` of
-  arrays shaped ``p.shape + (F,)``), in one call of ``network`` on all rows
-  (``apply_to_tensors``), each cast to its parameter's dtype."""
-  treedef = jax.tree.structure(params)
-  outputs = apply_to_tensors(theta, treedef.flatten_up_to(inputs), network)
-  return treedef.unflatten([update_from_output(out, step_mult, exp_mult).astype(p.dtype)
-                            for out, p in zip(outputs, treedef.flatten_up_to(params))])
-
-
-def update_from_output(out: jax.Array, step_mult: float, exp_mult: float) -> jax.Array:
-  """``step_mult * d * exp(exp_mult * a)`` with ``d, a = out[..., 0], out[..., 1]``."""
-  direction, log_magnitude = out[..., 0], out[..., 1]
+def update_from_output(outputs: Sequence[jax.Array], step_mult, exp_mult: float) -> jax.Array:
+  """``step_mult * d * exp(exp_mult * a)`` with ``d, a = outputs``."""
+  direction, log_magnitude = outputs
   return step_mult * direction * jnp.exp(exp_mult * log_magnitude)
 
 

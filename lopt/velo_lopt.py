@@ -62,11 +62,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lopt import loss_features, lstm, per_param_mlp
+from lopt import loss_features, lstm, mlp_kernels, per_param_mlp
 from lopt.accumulators import (init_momenta, init_second_moments, update_momenta,
                                update_second_moments)
-from lopt.features import (adam_feature_index, mean_squares, moment_features,
-                           normalised_stack, num_moment_features, time_features)
+from lopt.features import (adam_feature_index, mean_squares, moment_features, normalised,
+                           num_moment_features, time_features)
 from lopt.tree_utils import map_leaves
 
 # Scale of the log-RMS and log-size inputs of the LSTM (keeps them of order 1).
@@ -118,7 +118,8 @@ class VeLOLOpt:
   """VeLO-style learned optimizer; see the module docstring for the maths.
 
   ``lstm_hidden_size``: the per-tensor LSTM; ``num_bases``: MLPs in the bank; ``hidden_size`` and
-  ``num_hidden_layers``: each per-parameter MLP; ``loss_decays``: the loss averages the LSTM reads.
+  ``num_hidden_layers``: each per-parameter MLP; ``loss_decays``: the loss averages the LSTM reads;
+  ``mlp_kernel``: how each tensor's MLP runs (``lopt.mlp_kernels``).
   """
 
   lstm_hidden_size: int = 32
@@ -131,6 +132,7 @@ class VeLOLOpt:
   loss_decays: tuple[float, ...] = (0.5, 0.9, 0.99)
   step_mult: float = 1e-3
   exp_mult: float = 0.1
+  mlp_kernel: str = "auto"
 
   name: ClassVar[str] = "velo_lstm"
   reads_loss: ClassVar[bool] = True
@@ -142,6 +144,7 @@ class VeLOLOpt:
                        f"lstm_hidden_size={self.lstm_hidden_size}, num_bases={self.num_bases}")
     if not self.momentum_decays or not self.second_moment_decays:
       raise ValueError("VeLOLOpt needs at least one momentum decay and one second-moment decay")
+    mlp_kernels.check(self.mlp_kernel, "float32", self.hidden_size)
 
   @property
   def num_features(self) -> int:
@@ -199,7 +202,6 @@ class VeLOLOpt:
     loss_state = loss_features.update(opt_state.loss_state, loss, self.loss_decays)
     shared = jnp.concatenate([time_features(opt_state.step, opt_state.num_steps, self.time_scales),
                               loss_features.features(loss_state)])
-    no_columns = jnp.zeros((0,))  # The per-parameter MLP reads no per-tensor columns.
 
     def accumulate(p, g, m, moments):
       g32 = g.astype(jnp.float32)
@@ -209,7 +211,8 @@ class VeLOLOpt:
       mean_square = mean_squares(features)
       tensor_inputs = jnp.concatenate([LOG_RMS_SCALE * 0.5 * jnp.log(mean_square + _TINY),
                                        _shape_features(p.shape), shared])
-      return normalised_stack(features, mean_square, no_columns), tensor_inputs, m, moments
+      no_columns = ()  # The per-parameter MLP reads no per-tensor constants.
+      return normalised(features, mean_square, no_columns), tensor_inputs, m, moments
 
     inputs, tensor_inputs, momenta, second_moments = map_leaves(
         accumulate, params, grads, opt_state.momenta, opt_state.second_moments)
@@ -218,7 +221,7 @@ class VeLOLOpt:
 
     def step_leaf(p, x, mix, log_step):
       mlp = jax.tree.map(lambda w: jnp.tensordot(mix, w, axes=1), theta["bank"])
-      out = per_param_mlp.apply(mlp, x)
+      (out,) = mlp_kernels.apply_to_tensors(mlp, [x], self.mlp_kernel)
       step = per_param_mlp.update_from_output(out, self.step_mult * jnp.exp(log_step),
                                               self.exp_mult)
       return (step.astype(p.dtype),)

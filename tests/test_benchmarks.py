@@ -40,7 +40,7 @@ def test_lo_step_cost_times_every_optimizer_and_variant(tmp_path):
       "--steps", "1", "--rounds", "1", "--layer-sizes", "16,8,4", "--lm-width", "16",
       "--lm-depth", "1", "--lm-heads", "2", "--lm-sequence-length", "8", "--lm-batch-size", "2",
       "--mlp-hidden-sizes", "8", "--mlp-batch-size", "4", "--lopts", "mlp,adafac_mlp",
-      "--mlp-variants", "float32,pallas"], tmp_path / "results.md")
+      "--mlp-variants", "elementwise,pallas"], tmp_path / "results.md")
   update_rows, step_rows = sections.values()
   # Adam, the baselines, mlp in both variants, adafac_mlp in float32 only (too small for Pallas).
   update_labels = [row[3] for row in update_rows]
@@ -58,9 +58,9 @@ def test_lo_step_cost_times_every_optimizer_and_variant(tmp_path):
 def test_lo_update_breakdown_splits_the_update_into_network_and_rest(tmp_path):
   sections = _run("lo_update_breakdown.py", [
       "--layer-sizes", "16,8,4", "--steps", "1", "--rounds", "1",
-      "--mlp-variants", "float32,bfloat16,pallas"], tmp_path / "results.md")
+      "--mlp-variants", "elementwise,matmul,matmul-bfloat16,pallas"], tmp_path / "results.md")
   (rows,) = sections.values()
-  assert [row[3] for row in rows] == ["float32", "bfloat16", "pallas"]
+  assert [row[3] for row in rows] == ["elementwise", "matmul", "matmul-bfloat16", "pallas"]
   for row in rows:
     _positive(row[5]), _positive(row[6])
 

@@ -166,15 +166,45 @@ def test_save_leaves_nothing_half_written_when_metadata_is_not_json(tmp_path):
   assert list(tmp_path.iterdir()) == []
 
 
-def test_one_network_pass_over_all_tensors_equals_one_pass_per_tensor():
-  lo = lopt.MLPLOpt()
-  theta = lo.init_meta_params(jax.random.PRNGKey(0))
-  keys = jax.random.split(jax.random.PRNGKey(1), 3)
-  inputs = [jax.random.normal(k, shape + (lo.num_features,))
-            for k, shape in zip(keys, [(5, 7), (7,), (2, 3, 4)])]
-  together = lopt.per_param_mlp.apply_to_tensors(theta, inputs)
-  for x, out in zip(inputs, together):
-    np.testing.assert_allclose(out, lopt.per_param_mlp.apply(theta, x), rtol=1e-5, atol=1e-6)
+@pytest.mark.parametrize("kernel", ["elementwise", "xla", "pallas"])
+def test_every_mlp_kernel_gives_the_network_of_each_tensor_rows(kernel):
+  """Tensors of several shapes, with scalar inputs (per-tensor constants such as time features)
+  among the arrays: every kernel's outputs equal ``per_param_mlp.apply`` on that tensor's rows."""
+  num_arrays, num_scalars = 12, 3
+  theta = lopt.per_param_mlp.init(jax.random.PRNGKey(0), num_arrays + num_scalars, 32, 2, 3)
+  theta = jax.tree.map(lambda w: w + 0.1 * jnp.cos(w), theta)  # Every weight matters.
+  keys = iter(jax.random.split(jax.random.PRNGKey(1), 3 * (num_arrays + num_scalars)))
+  inputs = [[jax.random.normal(next(keys), shape) for _ in range(num_arrays)]
+            + [jax.random.normal(next(keys), ()) for _ in range(num_scalars)]
+            for shape in [(5, 7), (7,), (2, 3, 4)]]
+  outputs = lopt.mlp_kernels.apply_to_tensors(theta, inputs, kernel)
+  for tensor, out in zip(inputs, outputs):
+    rows = lopt.mlp_kernels.stack_rows(tensor)
+    expected = lopt.per_param_mlp.apply(theta, rows).reshape(tensor[0].shape + (2,))
+    np.testing.assert_allclose(jnp.stack(out, -1), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_the_elementwise_network_has_the_gradients_of_the_matmul_network():
+  """What truncated backprop through the optimizer differentiates."""
+  theta = lopt.per_param_mlp.init(jax.random.PRNGKey(0), 6, 8, 2, 3)
+  theta = jax.tree.map(lambda w: w + 0.1 * jnp.cos(w), theta)
+  inputs = [jax.random.normal(k, (9, 4)) for k in jax.random.split(jax.random.PRNGKey(1), 5)]
+  inputs.append(jnp.asarray(0.3))
+
+  def loss(kernel):
+    return lambda t, x: jnp.sum(jnp.sin(jnp.stack(
+        lopt.mlp_kernels.apply_to_tensors(t, [x], kernel)[0])))
+  grads = {kernel: jax.grad(loss(kernel), argnums=(0, 1))(theta, inputs)
+           for kernel in ("elementwise", "xla")}
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+               grads["elementwise"], grads["xla"])
+
+
+def test_auto_picks_the_elementwise_network_on_a_cpu_and_matmuls_where_unmeasured(monkeypatch):
+  assert lopt.mlp_kernels.resolve("auto") == "elementwise"  # Tests run on a CPU.
+  monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
+  assert lopt.mlp_kernels.resolve("auto") == "xla"
+  assert lopt.mlp_kernels.resolve("pallas") == "pallas"
 
 
 def test_a_bfloat16_network_gives_float32_updates_close_to_the_float32_network():
@@ -225,19 +255,31 @@ def test_the_fused_pallas_network_lowers_to_a_triton_kernel_for_a_gpu(num_featur
   assert "xla.gpu.triton" in lowered.as_text()
 
 
-def test_an_mlp_lo_with_the_pallas_network_gives_the_updates_of_the_xla_network():
+@pytest.mark.parametrize("name", lopt.ARCHITECTURES)
+def test_every_architecture_gives_the_same_updates_with_every_mlp_kernel(name):
+  """Three steps (the network's outputs feed the state) of every architecture, including the
+  orthogonalised one's Newton-Schulz step, with each kernel that can run its network."""
   params = _digits_task().init(jax.random.PRNGKey(3))
-  grads = jax.tree.map(lambda p: jnp.cos(3.0 * p) + 0.1, params)
-  updates = []
-  for kernel in ("xla", "pallas"):
-    lo = lopt.MLPLOpt(mlp_kernel=kernel)
-    theta = lo.init_meta_params(jax.random.PRNGKey(0))
-    updates.append(jax.jit(lo.update)(theta, lo.init(theta, params, 10), grads, params)[0])
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8), *updates)
+  updates = {}
+  for kernel in ("xla", "elementwise", "pallas"):
+    try:
+      lo = lopt.make(name, mlp_kernel=kernel)
+    except ValueError:  # The Pallas kernel needs a hidden size of at least 16.
+      continue
+    theta = jax.tree.map(lambda w: w + 0.05 * jnp.cos(w), lo.init_meta_params(jax.random.PRNGKey(0)))
+    state, update = lo.init(theta, params, 10), jax.jit(lo.update)
+    for step in range(3):
+      grads = jax.tree.map(lambda p: jnp.cos(3.0 * p + step) + 0.1, params)
+      updates[kernel], state = update(theta, state, grads, params, loss=jnp.asarray(1.0 - step / 4))
+  assert len(updates) >= 2
+  reference = updates.pop("xla")
+  for other in updates.values():
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(
+        a, b, rtol=1e-4, atol=1e-6 * float(jnp.abs(b).max())), other, reference)
 
 
 @pytest.mark.parametrize("settings,message", [
-    (dict(mlp_kernel="triton"), "unknown MLP kernel 'triton'; valid: xla, pallas"),
+    (dict(mlp_kernel="triton"), "unknown MLP kernel 'triton'; valid: auto, elementwise, xla, pallas"),
     (dict(mlp_kernel="pallas", mlp_dtype="bfloat16"), "computes in float32"),
     (dict(mlp_kernel="pallas", hidden_size=24), "power of two and at least 16, got 24")])
 def test_unsupported_pallas_network_settings_are_rejected(settings, message):
