@@ -9,9 +9,10 @@ per optimizer and size:
   ``lopt.make_baseline``);
 * optimizer-state bytes relative to Adam's;
 * the bytes an update must move per parameter at the least (read the parameter, the gradient and
-  the state, write the state and the update) and the fraction of the machine's memory bandwidth
-  (a streamed ``a x + b`` over 256 MiB, measured here) that this traffic reaches at the measured
-  time;
+  the state, write the state and the update) and the fraction of the memory bandwidth that this
+  traffic reaches at the measured time, the bandwidth being that of a jitted ``a x + b`` over 4
+  floats per parameter of the same model, measured here (at the model's size, so from the same
+  level of the cache hierarchy, and writing fresh output buffers as the updates do);
 * for a learned optimizer, the FLOPs per parameter of its per-parameter MLP (every parameter goes
   through the MLP) and the fraction of the machine's float32 matmul FLOP/s (a 1024^3 matmul,
   measured here) that this MLP work reaches at the measured update time.
@@ -70,7 +71,8 @@ import results  # noqa: E402
 import lopt  # noqa: E402
 import tasks  # noqa: E402
 
-UPDATE_SECTION = "Optimizer update cost vs Adam, every LO and baseline (benchmarks/lo_step_cost.py)"
+UPDATE_SECTION = ("Optimizer update cost vs Adam and Muon, every LO, network kernel and baseline "
+                  "(benchmarks/lo_step_cost.py)")
 UPDATE_HEADER = ["date", "machine", "parameters", "optimizer", "ms/update", "time / Adam",
                  "time / Muon", "state bytes / Adam", "min bytes moved/param",
                  "bytes/s / memory bandwidth", "LO MLP FLOPs/param",
@@ -162,9 +164,9 @@ def matmul_flops_per_second(size=1024, repeats=20) -> float:
   return 2 * size**3 / seconds
 
 
-def memory_bytes_per_second(num_floats=2**26, repeats=20) -> float:
+def memory_bytes_per_second(num_floats: int, repeats=20) -> float:
   """Measured memory bandwidth: bytes read and written per second by a jitted ``a x + b`` over
-  ``num_floats`` float32 (256 MiB each way by default; median of ``repeats``)."""
+  ``num_floats`` float32 (median of ``repeats``)."""
   x = jnp.ones((num_floats,), jnp.float32)
   stream = jax.jit(lambda x: 1.0001 * x + 1e-4)
   seconds = results.time_call(stream, x, steps=1, rounds=repeats, feed_back=False)
@@ -236,17 +238,18 @@ def mlp_task(args):
 def update_part(args, machine):
   """Part (a): times one update of every optimizer on an MLP pytree of each ``--layer-sizes``,
   prints and records rows."""
-  matmul_flops, bandwidth = matmul_flops_per_second(), memory_bytes_per_second()
-  print(f"(a) matmul {matmul_flops / 1e9:.1f} GFLOP/s, memory {bandwidth / 1e9:.1f} GB/s")
+  matmul_flops = matmul_flops_per_second()
+  print(f"(a) matmul {matmul_flops / 1e9:.1f} GFLOP/s")
   for layer_sizes in args.layer_sizes.split(";"):
     params = mlp_params(jax.random.PRNGKey(0), [int(s) for s in layer_sizes.split(",")])
     grads = jax.tree.map(lambda p: 1e-3 * jnp.cos(p), params)
     num_params = num_parameters(params)
+    bandwidth = memory_bytes_per_second(4 * num_params)
     entries = {**adam(), **baselines(), **learned_optimizers(args.lopts, args.mlp_variants)}
     seconds = seconds_per_update(entries, params, grads, args.steps, args.rounds)
     adam_label = next(iter(entries))
     adam_bytes = state_bytes(entries[adam_label][0], params)
-    print(f"(a) one update, {num_params:,} parameters")
+    print(f"(a) one update, {num_params:,} parameters, memory {bandwidth / 1e9:.1f} GB/s")
     for label, (tx, lo) in entries.items():
       traffic = min_bytes_moved(tx, params)
       flops = f"{lo.flops_per_parameter:,}" if lo else "-"

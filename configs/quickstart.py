@@ -34,10 +34,13 @@ def get_config(variant: str = "ortho") -> ConfigDict:
                                 test_split="test", param_scale_range=(1.0, 1.0)))
   # The learned optimizer: the direction-only orthogonalised MLP (its learning rate is the peak of a
   # warmup + cosine schedule over each training), or a small_fc_lopt-style per-parameter MLP.
+  # mlp_kernel: how the LO's network runs (lopt.mlp_kernels); "auto" is the fastest measured here.
   config.lopt = ConfigDict(dict(name="ortho_mlp", hidden_size=8, num_hidden_layers=2,
-                                learning_rate=1e-2, warmup_fraction=0.05, weight_decay=0.0))
+                                learning_rate=1e-2, warmup_fraction=0.05, weight_decay=0.0,
+                                mlp_kernel="auto"))
   if variant == "mlp":
-    config.lopt = ConfigDict(dict(name="mlp", hidden_size=32, num_hidden_layers=2))
+    config.lopt = ConfigDict(dict(name="mlp", hidden_size=32, num_hidden_layers=2,
+                                  mlp_kernel="auto"))
   # The meta-gradient estimator (truncated_es | pes | nres | tbptt | full_es) over a population of
   # inner trainings of `horizon` steps cut into unrolls (min_horizon > 0: each training's length is
   # drawn from the multiples of unroll_length in [min_horizon, horizon], horizon_sampling: uniform |

@@ -67,10 +67,19 @@ def update_second_moments(moments: dict[str, jax.Array], g2: jax.Array, decays: 
   accumulate = lambda old, new: gammas * old + (1 - gammas) * new
   axes = factored_axes(g2.shape)
   if axes is None:
-    v = accumulate(moments["full"], g2)
-    return {"full": v}, v
-  a, b = axes
-  row = accumulate(moments["row"], jnp.mean(g2, axis=b, keepdims=True))
-  col = accumulate(moments["col"], jnp.mean(g2, axis=a, keepdims=True))
-  v = row * col / (jnp.mean(row, axis=1 + a, keepdims=True) + _TINY)
-  return {"row": row, "col": col}, v
+    moments = {"full": accumulate(moments["full"], g2)}
+  else:
+    a, b = axes
+    moments = {"row": accumulate(moments["row"], jnp.mean(g2, axis=b, keepdims=True)),
+               "col": accumulate(moments["col"], jnp.mean(g2, axis=a, keepdims=True))}
+  return moments, second_moment_estimate(moments)
+
+
+def second_moment_estimate(moments: dict[str, jax.Array]) -> jax.Array:
+  """The second moments ``v`` the accumulators stand for, shape ``(D,) + p.shape``:
+  ``r c / mean_a(r)`` if factored, else the full ones."""
+  if "full" in moments:
+    return moments["full"]
+  row, col = moments["row"], moments["col"]
+  a, _ = factored_axes(jnp.broadcast_shapes(row.shape, col.shape)[1:])
+  return row * col / (jnp.mean(row, axis=1 + a, keepdims=True) + _TINY)

@@ -28,9 +28,10 @@ from lopt import fused_mlp, per_param_mlp
 
 KERNELS = ("auto", "elementwise", "xla", "pallas")
 # The kernel "auto" picks per backend. On the 2-core CPU of benchmarks/RESULTS.md the elementwise
-# network is 2.5x faster than the matmuls for the 32x2 MLP at 1M parameters (3072 FLOPs per
-# parameter; the matmuls, 14 features wide, reach ~15 % of the CPU's matmul rate) and more for
-# smaller networks. GPUs keep the matmuls until the elementwise network is timed there.
+# network made the whole update at 1M parameters 3.2x faster for the 32x2 MLP LO (its network at
+# 27 % of the CPU's matmul rate, against 8.7 % as matmuls 14 features wide), 3.9x for the Adafac
+# LO, and meta-training (PES, population 32) 1.7x faster. GPUs keep the matmuls until the
+# elementwise network is timed there.
 AUTO = {"cpu": "elementwise"}
 
 TensorInputs = Sequence[jax.Array]
@@ -57,13 +58,52 @@ def stack_rows(inputs: TensorInputs) -> jax.Array:
   return jnp.stack([jnp.broadcast_to(x, shape) for x in inputs], axis=-1).reshape(-1, len(inputs))
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def elementwise(theta: per_param_mlp.MLPParams, inputs: list[jax.Array], dtype: str
+                ) -> list[jax.Array]:
+  """``per_param_mlp.apply_elementwise``, differentiated as the matmul network.
+
+  Autodiff of the elementwise form would give one reduction over the tensor per weight (the
+  cotangent of ``w_ij`` is ``sum(x_i * dh_j)``) and, through truncated backprop's unrolls, graphs
+  that took minutes and gigabytes to compile; the backward pass here stacks the inputs into rows
+  and pulls the cotangents back through ``per_param_mlp.apply``, two matmuls per layer.
+  """
+  return per_param_mlp.apply_elementwise(theta, inputs, dtype)
+
+
+def _elementwise_forward(theta, inputs, dtype):
+  return elementwise(theta, inputs, dtype), (theta, inputs)
+
+
+def _elementwise_backward(dtype, residuals, cotangents):
+  theta, inputs = residuals
+  shape = jnp.broadcast_shapes(*(jnp.shape(x) for x in inputs))
+  _, pullback = jax.vjp(functools.partial(per_param_mlp.apply, dtype=dtype), theta,
+                        stack_rows(inputs))
+  theta_cotangent, rows_cotangent = pullback(stack_rows(cotangents))
+  input_cotangents = [_sum_to_shape(rows_cotangent[:, i].reshape(shape), jnp.shape(x))
+                      for i, x in enumerate(inputs)]
+  return theta_cotangent, input_cotangents
+
+
+elementwise.defvjp(_elementwise_forward, _elementwise_backward)
+
+
+def _sum_to_shape(x: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+  """``x`` summed over the axes along which an array of ``shape`` was broadcast to ``x.shape``."""
+  leading = x.ndim - len(shape)
+  axes = tuple(range(leading)) + tuple(
+      leading + i for i, size in enumerate(shape) if size == 1 and x.shape[leading + i] != 1)
+  return jnp.sum(x, axis=axes, keepdims=True).reshape(shape) if axes else x
+
+
 def apply_to_tensors(theta: per_param_mlp.MLPParams, inputs: Sequence[TensorInputs],
                      kernel: str = "auto", dtype: str = "float32") -> list[list[jax.Array]]:
   """The network's outputs for every tensor: ``outputs[t][o]`` is output ``o`` shaped like tensor
   ``t``, whose inputs are ``inputs[t]`` (see the module docstring for the kernels)."""
   kernel = resolve(kernel)
   if kernel == "elementwise":
-    return [per_param_mlp.apply_elementwise(theta, x, dtype) for x in inputs]
+    return [elementwise(theta, list(x), dtype) for x in inputs]
   if not inputs:
     return []
   network = fused_mlp.apply if kernel == "pallas" else functools.partial(per_param_mlp.apply,

@@ -132,8 +132,9 @@ class MLPLOpt(PerParameterNetwork):
       g32 = g.astype(jnp.float32)
       m = update_momenta(m, g32, self.momentum_decays)
       v = beta_v * v + (1 - beta_v) * jnp.square(g32)
-      features = moment_features(p.astype(jnp.float32), g32, m, v[None])
-      return mlp_inputs(features, time), m, v
+      features = lambda p, g, m, v: moment_features(p, g, m, v[None])
+      inputs, _ = mlp_inputs(features, (p.astype(jnp.float32), g32, m, v), time)
+      return inputs, m, v
 
     inputs, momenta, second_moment = map_leaves(
         accumulate_leaf, params, grads, opt_state.momenta, opt_state.second_moment)

@@ -69,8 +69,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from lopt import mlp_kernels, per_param_mlp
-from lopt.accumulators import (init_momenta, init_second_moments, update_momenta,
-                               update_second_moments)
+from lopt.accumulators import (init_momenta, init_second_moments, second_moment_estimate,
+                               update_momenta, update_second_moments)
 from lopt.features import EPS, mlp_inputs, moment_features, num_moment_features
 from lopt.roles import fan_in
 from lopt.tree_utils import map_leaves
@@ -79,7 +79,6 @@ from lopt.tree_utils import map_leaves
 NEWTON_SCHULZ_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 # Ranks of the tensors that are orthogonalised: matrices and HWIO convolution kernels.
 ORTHOGONALISED_RANKS = (2, 4)
-_NO_TIME_FEATURES = np.zeros((0,), np.float32)  # numpy: importing must not start a JAX backend.
 
 
 class OrthoMLPLOptState(NamedTuple):
@@ -108,6 +107,17 @@ def newton_schulz(x: jax.Array, num_steps: int = 5) -> jax.Array:
 def as_matrix_shape(shape: tuple[int, ...]) -> tuple[int, int]:
   """``(fan_in, fan_out)``: all axes but the last, then the last (dense and HWIO conv kernels)."""
   return fan_in(shape), shape[-1]
+
+
+def _matrix_features(p: jax.Array, g: jax.Array, m: jax.Array, v: jax.Array,
+                     factored: dict[str, jax.Array]) -> list[jax.Array]:
+  """A matrix's features before normalisation (the module docstring's list): ``moment_features``,
+  then ``g / sqrt(f)``, ``m_1 / sqrt(f)``, ``1 / sqrt(r)`` and ``1 / sqrt(c)``."""
+  rsqrt_f = jax.lax.rsqrt(second_moment_estimate(factored)[0] + EPS)
+  row, col = factored["row"][0], factored["col"][0]
+  return moment_features(p, g, m, v[None]) + [
+      g * rsqrt_f, m[0] * rsqrt_f, jnp.broadcast_to(jax.lax.rsqrt(row + EPS), p.shape),
+      jnp.broadcast_to(jax.lax.rsqrt(col + EPS), p.shape)]
 
 
 def _safe(x: jax.Array) -> jax.Array:
@@ -231,13 +241,9 @@ class OrthoMLPLOpt:
       v = beta_v * v + (1 - beta_v) * jnp.square(g32)
       if p.ndim <= 1:
         return None, m, v, factored
-      factored, f = update_second_moments(factored, jnp.square(g32), (self.factored_decay,))
-      row, col = factored["row"][0], factored["col"][0]
-      rsqrt_f = jax.lax.rsqrt(f[0] + EPS)
-      features = moment_features(p.astype(jnp.float32), g32, m, v[None]) + [
-          g32 * rsqrt_f, m[0] * rsqrt_f, jnp.broadcast_to(jax.lax.rsqrt(row + EPS), p.shape),
-          jnp.broadcast_to(jax.lax.rsqrt(col + EPS), p.shape)]
-      return mlp_inputs(features, _NO_TIME_FEATURES), m, v, factored
+      factored, _ = update_second_moments(factored, jnp.square(g32), (self.factored_decay,))
+      inputs, _ = mlp_inputs(_matrix_features, (p.astype(jnp.float32), g32, m, v, factored))
+      return inputs, m, v, factored
 
     inputs, momenta, second_moment, factored = map_leaves(
         accumulate_leaf, params, grads, opt_state.momenta, opt_state.second_moment,

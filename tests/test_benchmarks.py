@@ -78,9 +78,11 @@ def test_task_throughput_records_each_family_at_each_population(tmp_path):
 @pytest.mark.slow
 def test_metatrain_throughput_records_every_estimator(tmp_path):
   sections = _run("metatrain_throughput.py", ["--populations", "2", "--steps", "1",
-                                              "--unroll-lengths", "5"], tmp_path / "results.md")
+                                              "--unroll-lengths", "5",
+                                              "--config.lopt.mlp_kernel=xla"], tmp_path / "results.md")
   throughput, memory = sections.values()
   assert len(throughput) == 4  # One row per estimator.
+  assert {row[3] for row in throughput} == {"--config.lopt.mlp_kernel=xla"}
   assert len(memory) >= 1
 
 
