@@ -12,7 +12,10 @@ feature) and turns the network's outputs into the update. The network itself run
   whole model, which on an accelerator beats one fusion per tensor when tensors are many and small.
 * ``"pallas"``: the same rows through the fused Pallas kernel of ``lopt.fused_mlp`` (GPUs).
 * ``"auto"`` (the default): ``AUTO[backend]``, the fastest measured on that backend
-  (``benchmarks/lo_step_cost.py``, rows in ``benchmarks/RESULTS.md``), ``"xla"`` where none was.
+  (``benchmarks/lo_step_cost.py``, rows in ``benchmarks/RESULTS.md``), ``"xla"`` where none was;
+  with ``"elementwise"`` there, only for tensors of at least ``ELEMENTWISE_MIN_SIZE`` entries,
+  the others going through the matmuls together: XLA compiles the elementwise network slowly
+  (about 10 s per tensor on a 2-core CPU), which pays off only where the tensor is large.
 
 All give the same function up to the order of float additions (``tests/test_lopt.py``).
 """
@@ -33,6 +36,10 @@ KERNELS = ("auto", "elementwise", "xla", "pallas")
 # LO, and meta-training (PES, population 32) 1.7x faster. GPUs keep the matmuls until the
 # elementwise network is timed there.
 AUTO = {"cpu": "elementwise"}
+# The smallest tensor "auto" runs elementwise (a 256 x 256 matrix). The MLP LO's update of a
+# 4-tensor digits MLP compiled in 4 s with matmuls and 55 s elementwise; at 1M parameters the
+# elementwise update saves ~0.1 s per step.
+ELEMENTWISE_MIN_SIZE = 65536
 
 TensorInputs = Sequence[jax.Array]
 
@@ -101,9 +108,25 @@ def apply_to_tensors(theta: per_param_mlp.MLPParams, inputs: Sequence[TensorInpu
                      kernel: str = "auto", dtype: str = "float32") -> list[list[jax.Array]]:
   """The network's outputs for every tensor: ``outputs[t][o]`` is output ``o`` shaped like tensor
   ``t``, whose inputs are ``inputs[t]`` (see the module docstring for the kernels)."""
-  kernel = resolve(kernel)
-  if kernel == "elementwise":
-    return [elementwise(theta, list(x), dtype) for x in inputs]
+  concrete = resolve(kernel)
+  if concrete == "elementwise":
+    large = [kernel != "auto" or _size(x) >= ELEMENTWISE_MIN_SIZE for x in inputs]
+    rows = iter(_rows_network(theta, [x for x, big in zip(inputs, large) if not big], "xla",
+                              dtype))
+    return [elementwise(theta, list(x), dtype) if big else next(rows)
+            for x, big in zip(inputs, large)]
+  return _rows_network(theta, inputs, concrete, dtype)
+
+
+def _size(inputs: TensorInputs) -> int:
+  """The number of entries of the tensor whose inputs are ``inputs``."""
+  return int(np.prod(jnp.broadcast_shapes(*(jnp.shape(x) for x in inputs))))
+
+
+def _rows_network(theta: per_param_mlp.MLPParams, inputs: Sequence[TensorInputs], kernel: str,
+                  dtype: str) -> list[list[jax.Array]]:
+  """``apply_to_tensors`` for the row kernels (``"xla"``, ``"pallas"``): all tensors' rows in one
+  ``(N, F)`` matrix through the network."""
   if not inputs:
     return []
   network = fused_mlp.apply if kernel == "pallas" else functools.partial(per_param_mlp.apply,

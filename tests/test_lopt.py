@@ -207,6 +207,23 @@ def test_auto_picks_the_elementwise_network_on_a_cpu_and_matmuls_where_unmeasure
   assert lopt.mlp_kernels.resolve("pallas") == "pallas"
 
 
+def test_auto_runs_only_large_tensors_elementwise_and_gives_the_same_outputs(monkeypatch):
+  monkeypatch.setattr(lopt.mlp_kernels, "ELEMENTWISE_MIN_SIZE", 20)
+  theta = lopt.per_param_mlp.init(jax.random.PRNGKey(0), 3, 8, 2, 0)
+  inputs = [[jax.random.normal(jax.random.PRNGKey(i), shape) for i in range(3)]
+            for shape in [(5, 7), (3,), (4, 6)]]
+  elementwise = []
+  monkeypatch.setattr(lopt.mlp_kernels, "elementwise",
+                      lambda *args: elementwise.append(args[1][0].shape) or
+                      lopt.per_param_mlp.apply_elementwise(*args))
+  outputs = lopt.mlp_kernels.apply_to_tensors(theta, inputs, "auto")
+  assert elementwise == [(5, 7), (4, 6)]  # The (3,) vector went through the matmuls.
+  for tensor, out in zip(inputs, outputs):
+    expected = lopt.per_param_mlp.apply(theta, lopt.mlp_kernels.stack_rows(tensor))
+    np.testing.assert_allclose(jnp.stack(out, -1), expected.reshape(tensor[0].shape + (2,)),
+                               rtol=1e-5, atol=1e-5)
+
+
 def test_a_bfloat16_network_gives_float32_updates_close_to_the_float32_network():
   params = _digits_task().init(jax.random.PRNGKey(3))
   grads = jax.tree.map(lambda p: jnp.cos(3.0 * p) + 0.1, params)
