@@ -33,7 +33,8 @@ KERNELS = ("auto", "elementwise", "xla", "pallas")
 # The kernel "auto" picks per backend. On the 2-core CPU of benchmarks/RESULTS.md the elementwise
 # network made the whole update at 1M parameters 3.2x faster for the 32x2 MLP LO (its network at
 # 27 % of the CPU's matmul rate, against 8.7 % as matmuls 14 features wide), 3.9x for the Adafac
-# LO, and meta-training (PES, population 32) 1.7x faster. GPUs keep the matmuls until the
+# LO; forced on the quickstart's digits MLPs it made PES at population 32 1.7x faster (but "auto"
+# leaves tensors that small to the matmuls, for compile time). GPUs keep the matmuls until the
 # elementwise network is timed there.
 AUTO = {"cpu": "elementwise"}
 # The smallest tensor "auto" runs elementwise (a 256 x 256 matrix). The MLP LO's update of a
