@@ -43,9 +43,9 @@ from typing import Any, ClassVar, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from lopt.accumulators import (init_momenta, init_second_moments, second_moment_estimate,
-                               update_momenta, update_second_moments)
-from lopt.features import (adam_feature_index, mlp_inputs, moment_features,
+from lopt.accumulators import (init_momenta, init_second_moments, update_momenta,
+                               update_second_moments)
+from lopt.features import (accumulator_features, adam_feature_index, mlp_inputs,
                            num_moment_features, time_features)
 from lopt.mlp_lopt import PerParameterNetwork
 from lopt.tree_utils import map_leaves
@@ -114,8 +114,7 @@ class AdafacMLPLOpt(PerParameterNetwork):
       g32 = g.astype(jnp.float32)
       m = update_momenta(m, g32, self.momentum_decays)
       moments, _ = update_second_moments(moments, jnp.square(g32), self.second_moment_decays)
-      features = lambda p, g, m, moments: moment_features(p, g, m, second_moment_estimate(moments))
-      inputs, _ = mlp_inputs(features, (p.astype(jnp.float32), g32, m, moments), time)
+      inputs, _ = mlp_inputs(accumulator_features, (p.astype(jnp.float32), g32, m, moments), time)
       return inputs, m, moments
 
     inputs, momenta, second_moments = map_leaves(

@@ -22,6 +22,8 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
+from lopt.accumulators import second_moment_estimate
+
 EPS = 1e-8
 
 
@@ -83,6 +85,13 @@ def moment_features(p: jax.Array, g: jax.Array, momenta: jax.Array,
   rsqrt_v = jax.lax.rsqrt(second_moments + EPS)
   return [p, g, *momenta, *jnp.sqrt(second_moments + EPS), *(g * rsqrt_v),
           *(momenta * rsqrt_v[-1])]
+
+
+def accumulator_features(p: jax.Array, g: jax.Array, momenta: jax.Array,
+                         moments: dict[str, jax.Array]) -> list[jax.Array]:
+  """``moment_features`` with the second moments that the (possibly factored) accumulators
+  ``moments`` stand for (``accumulators.second_moment_estimate``)."""
+  return moment_features(p, g, momenta, second_moment_estimate(moments))
 
 
 def num_moment_features(num_momenta: int, num_second_moments: int) -> int:

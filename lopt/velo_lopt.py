@@ -63,10 +63,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from lopt import loss_features, lstm, mlp_kernels, per_param_mlp
-from lopt.accumulators import (init_momenta, init_second_moments, second_moment_estimate,
-                               update_momenta, update_second_moments)
-from lopt.features import (adam_feature_index, mlp_inputs, moment_features, num_moment_features,
-                           time_features)
+from lopt.accumulators import (init_momenta, init_second_moments, update_momenta,
+                               update_second_moments)
+from lopt.features import (accumulator_features, adam_feature_index, mlp_inputs,
+                           num_moment_features, time_features)
 from lopt.tree_utils import map_leaves
 
 # Scale of the log-RMS and log-size inputs of the LSTM (keeps them of order 1).
@@ -207,8 +207,8 @@ class VeLOLOpt:
       g32 = g.astype(jnp.float32)
       m = update_momenta(m, g32, self.momentum_decays)
       moments, _ = update_second_moments(moments, jnp.square(g32), self.second_moment_decays)
-      features = lambda p, g, m, moments: moment_features(p, g, m, second_moment_estimate(moments))
-      inputs, mean_square = mlp_inputs(features, (p.astype(jnp.float32), g32, m, moments))
+      inputs, mean_square = mlp_inputs(accumulator_features,
+                                       (p.astype(jnp.float32), g32, m, moments))
       tensor_inputs = jnp.concatenate([LOG_RMS_SCALE * 0.5 * jnp.log(mean_square + _TINY),
                                        _shape_features(p.shape), shared])
       return inputs, tensor_inputs, m, moments
