@@ -21,8 +21,10 @@ import pytest
 
 from conftest import REPO
 
-# The console scripts (python -m metatrain, metatrain.evaluate, metatrain.ship) and an option of each.
-SCRIPTS = {"lo-metatrain": "--config", "lo-evaluate": "--suite", "lo-ship": "--name"}
+# The console scripts (python -m metatrain, metatrain.evaluate, metatrain.ship, metatrain.compare)
+# and an option of each.
+SCRIPTS = {"lo-metatrain": "--config", "lo-evaluate": "--suite", "lo-ship": "--name",
+           "lo-compare": "--names"}
 TRAINED = "splo-digits-mlp"
 # Where this environment's dependencies are: the test environment's .pth file names these folders.
 DEPENDENCIES = {sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}
