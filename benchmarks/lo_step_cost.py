@@ -38,8 +38,10 @@ step time; whether each LO meets it is printed.
 Every learned optimizer is timed once per entry of ``--mlp-variants`` (``MLP_VARIANTS``, the ways
 ``lopt.mlp_kernels`` runs the per-parameter network: elementwise and fused by XLA, XLA matmuls in
 float32 or bfloat16, or the fused Pallas kernel of ``lopt.fused_mlp``; by default all four on an
-accelerator, the first two on a CPU, where Pallas only interprets). A variant an architecture cannot
-run (the Pallas kernel with a hidden size under 16) is left out.
+accelerator, the first two on a CPU, where Pallas only interprets), or ``auto``, what a user gets
+by default (on a CPU elementwise for large tensors and matmuls for the rest, which compiles in a
+fraction of the forced elementwise network's time on models of many small tensors). A variant an
+architecture cannot run (the Pallas kernel with a hidden size under 16) is left out.
 
 Each update or step is ``jit``-ed, compiled before timing and fed its own state back; the timed
 rounds are interleaved (every optimizer once per round, ``results.time_calls``) so that load on a
@@ -90,11 +92,12 @@ LM_DEFAULTS = {"accelerator": dict(width=256, depth=4, heads=4, sequence_length=
                "cpu": dict(width=128, depth=2, heads=4, sequence_length=128, batch_size=8)}
 # Ways to run an LO's per-parameter network (``lopt.mlp_kernels``): the architecture's settings,
 # and a label.
-MLP_VARIANTS = {"elementwise": {"mlp_kernel": "elementwise"},
+MLP_VARIANTS = {"auto": {"mlp_kernel": "auto"},
+                "elementwise": {"mlp_kernel": "elementwise"},
                 "matmul": {"mlp_kernel": "xla"},
                 "matmul-bfloat16": {"mlp_kernel": "xla", "mlp_dtype": "bfloat16"},
                 "pallas": {"mlp_kernel": "pallas"}}
-MLP_LABELS = {"elementwise": "elementwise MLP", "matmul": "matmul MLP",
+MLP_LABELS = {"auto": "default (auto) MLP kernel", "elementwise": "elementwise MLP", "matmul": "matmul MLP",
               "matmul-bfloat16": "bfloat16 matmul MLP", "pallas": "fused Pallas MLP"}
 # The variants timed by default, per backend: on a CPU, Pallas only interprets and bfloat16 has no
 # fast path.

@@ -40,17 +40,18 @@ def test_lo_step_cost_times_every_optimizer_and_variant(tmp_path):
       "--steps", "1", "--rounds", "1", "--layer-sizes", "16,8,4", "--lm-width", "16",
       "--lm-depth", "1", "--lm-heads", "2", "--lm-sequence-length", "8", "--lm-batch-size", "2",
       "--mlp-hidden-sizes", "8", "--mlp-batch-size", "4", "--lopts", "mlp,adafac_mlp",
-      "--mlp-variants", "matmul,pallas"], tmp_path / "results.md")
+      "--mlp-variants", "auto,matmul,pallas"], tmp_path / "results.md")
   update_rows, step_rows = sections.values()
-  # Adam, the baselines, mlp in both variants, adafac_mlp in float32 only (too small for Pallas).
+  # Adam, the baselines, mlp in all three variants, adafac_mlp without Pallas (too small for it).
   update_labels = [row[3] for row in update_rows]
   assert "mlp LO (hidden 32x2, fused Pallas MLP)" in update_labels
+  assert "adafac_mlp LO (hidden 4x2, default (auto) MLP kernel)" in update_labels
   assert not any("adafac_mlp LO" in label and "Pallas" in label for label in update_labels)
-  assert len(update_rows) == 1 + len(lopt.BASELINES) + 3
+  assert len(update_rows) == 1 + len(lopt.BASELINES) + 5
   for row in update_rows:
     _positive(row[4]), _positive(row[5])
-  # Two models, each Adam and the three LO entries.
-  assert len(step_rows) == 2 * 4
+  # Two models, each Adam and the five LO entries.
+  assert len(step_rows) == 2 * 6
   for row in step_rows:
     _positive(row[6]), _positive(row[7])
 
