@@ -21,7 +21,8 @@ An update is bound by whichever fraction is nearer 100 %: Adam's by memory, an L
 3072-FLOP network by arithmetic.
 
 **(b) ``--part step``: one whole training step** (forward, backward, optimizer update, apply) of
-Adam and of every learned optimizer at its default size, on two models from ``tasks``:
+Adam, of Muon (the reference of an orthogonalising optimizer) and of every learned optimizer at
+its default size, on two models from ``tasks``:
 
 * a causal character transformer LM (``tasks`` ``char_lm`` family on ``python_docs``; ``--lm-*``
   flags). On a GPU/TPU it defaults to width 256, depth 4, 4 heads, 32 sequences of 256 tokens
@@ -269,13 +270,14 @@ def update_part(args, machine):
 
 
 def step_part(args, machine):
-  """Part (b): times one training step of Adam and every LO on the transformer LM and the MLP
+  """Part (b): times one training step of Adam, Muon and every LO on the transformer LM and the MLP
   classifier, prints and records rows, and prints which LOs meet ``TARGET`` on the LM."""
   for make_task, check_target in ((lm_task, True), (mlp_task, False)):
     task, description, per_step = make_task(args)
     init_key, batch_key = jax.random.split(jax.random.PRNGKey(0))
     params, batch = task.init(init_key), task.batch(batch_key, "train")
-    entries = {**adam(), **learned_optimizers(args.lopts, args.mlp_variants, task.roles(params))}
+    entries = {**adam(), MUON: baselines()[MUON],
+               **learned_optimizers(args.lopts, args.mlp_variants, task.roles(params))}
     seconds = seconds_per_step(task, entries, params, batch, args.steps, args.rounds)
     adam_seconds, parameters = seconds[next(iter(entries))], f"{num_parameters(params):,}"
     print(f"(b) one training step: {description}, {parameters} parameters, {per_step} per step")

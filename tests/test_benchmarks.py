@@ -50,8 +50,9 @@ def test_lo_step_cost_times_every_optimizer_and_variant(tmp_path):
   assert len(update_rows) == 1 + len(lopt.BASELINES) + 5
   for row in update_rows:
     _positive(row[4]), _positive(row[5])
-  # Two models, each Adam and the five LO entries.
-  assert len(step_rows) == 2 * 6
+  # Two models, each Adam, Muon and the five LO entries.
+  assert len(step_rows) == 2 * 7
+  assert "muon (baseline)" in [row[5] for row in step_rows]
   for row in step_rows:
     _positive(row[6]), _positive(row[7])
 
