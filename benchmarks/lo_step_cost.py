@@ -98,8 +98,9 @@ MLP_VARIANTS = {"auto": {"mlp_kernel": "auto"},
                 "matmul": {"mlp_kernel": "xla"},
                 "matmul-bfloat16": {"mlp_kernel": "xla", "mlp_dtype": "bfloat16"},
                 "pallas": {"mlp_kernel": "pallas"}}
-MLP_LABELS = {"auto": "default (auto) MLP kernel", "elementwise": "elementwise MLP", "matmul": "matmul MLP",
-              "matmul-bfloat16": "bfloat16 matmul MLP", "pallas": "fused Pallas MLP"}
+MLP_LABELS = {"auto": "default (auto) MLP kernel", "elementwise": "elementwise MLP",
+              "matmul": "matmul MLP", "matmul-bfloat16": "bfloat16 matmul MLP",
+              "pallas": "fused Pallas MLP"}
 # The variants timed by default, per backend: on a CPU, Pallas only interprets and bfloat16 has no
 # fast path.
 DEFAULT_MLP_VARIANTS = {"cpu": ("elementwise", "matmul"),
